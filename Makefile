@@ -1,0 +1,37 @@
+# make pipeline  - the whole pipeline, thesis config (outputs under WORKDIR, default: here)
+# make demo      - the same on the quick profile (a few records, short training) in runs/quick
+# make test      - the test suite;  make bench - the speed benchmarks
+# Each target creates .venv and installs requirements.txt first (skipped when up to date).
+
+PYTHON ?= python3
+PY := .venv/bin/python
+WORKDIR ?= .
+ARGS ?=
+# In this repository's own environment the read-only MIT-BIH copy beside it is used.
+ifneq ($(wildcard ../shared/mitdb/RECORDS),)
+export MITDB_DIR ?= $(abspath ../shared/mitdb)
+endif
+
+.PHONY: venv pipeline demo test bench clean-demo
+
+.venv/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv .venv
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+venv: .venv/.installed
+
+pipeline: venv
+	$(PY) 1_preprocessing.py --workdir $(WORKDIR) $(ARGS)
+
+demo: venv
+	$(PY) 1_preprocessing.py --config configs/quick.toml --workdir runs/quick $(ARGS)
+
+test: venv
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) bench/bench_preprocessing.py
+
+clean-demo:
+	rm -rf runs/quick

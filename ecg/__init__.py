@@ -1,0 +1,1 @@
+"""Shared code of the ECG scalogram pipeline; the numbered scripts at the top only orchestrate."""

@@ -1,0 +1,159 @@
+"""Stage 1 orchestration: records -> scalogram PNGs + manifest, parallel and resumable.
+
+Each record is one job. A job writes its PNGs atomically, then a part file listing them
+(`.parts/<record>.csv`); the part file is the record's completion mark, so a killed run redoes
+only the unfinished records, and re-running a finished stage does nothing. manifest.csv is the
+concatenation of the part files, rewritten atomically at the end of each run.
+"""
+import csv
+import functools
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import beats as B
+from . import files, records, scalogram
+from .errors import UserError
+
+MANIFEST_FIELDS = ["path", "record", "sample", "symbol", "class", "index"]
+PARTS = ".parts"
+
+
+def settings_of(cfg, resample=False):
+    """Everything that changes the images: a different value means different outputs."""
+    p = cfg["preprocess"]
+    keys = ["fs", "lead", "baseline_windows_s", "align_halfwidth_s", "before", "after", "wavelet",
+            "freq_min", "freq_max", "image_size", "cwt_context"]
+    scheme = cfg.scheme
+    return {**{k: p[k] for k in keys}, "scheme": p["scheme"], "classes": scheme["classes"],
+            "invalid_symbols": scheme["invalid_symbols"], "resample": bool(resample)}
+
+
+@functools.lru_cache(maxsize=2)
+def _beat_images(n, sc, wavelet, size):
+    return scalogram.BeatImages(n, sc, wavelet, size)
+
+
+def process_record(rec, folder, out, settings, batch=256):
+    """Write one record's scalograms; return its manifest rows."""
+    s = settings
+    fs = s["fs"]
+    x, samples, symbols = records.read_record(folder, rec, s["lead"], fs, s["resample"])
+    filtered = B.remove_baseline(x, fs, s["baseline_windows_s"])
+    samples, symbols = B.drop_invalid(samples, symbols, s["invalid_symbols"])
+    peaks = B.align_peaks(filtered, samples, int(s["align_halfwidth_s"] * fs))
+    if len(peaks) == 0:
+        return []
+    normalized = B.normalise(filtered, peaks)
+    chosen = B.select_beats(rec, peaks, symbols, len(normalized), s["classes"], s["before"], s["after"])
+    sc = scalogram.scales(fs, s["freq_min"], s["freq_max"], s["wavelet"])
+    rows = []
+    out_str = str(out)
+    for start in range(0, len(chosen), batch):
+        part = chosen[start:start + batch]
+        r_peaks = [r for _, r, _ in part]
+        if s["cwt_context"] == "record":
+            coef = scalogram.cwt_in_context(normalized, r_peaks, s["before"], s["after"], sc, s["wavelet"])
+            images = scalogram.to_images(coef, s["image_size"])
+        else:
+            images = _beat_images(s["before"] + s["after"], tuple(sc), s["wavelet"], s["image_size"])(
+                B.cut(normalized, r_peaks, s["before"], s["after"]))
+        for i, ((cls, r, sym), image) in enumerate(zip(part, images), start):
+            rel = f"{cls}/{rec}_{cls}_{i}.png"
+            files.write_bytes(f"{out_str}/{rel}", scalogram.encode_png(image))
+            rows.append({"path": rel, "record": rec, "sample": r, "symbol": sym, "class": cls, "index": i})
+    return rows
+
+
+def _job(args):
+    rec, folder, out, settings, batch = args
+    from threadpoolctl import threadpool_limits
+    import cv2
+
+    cv2.setNumThreads(1)  # one core per worker: the parallelism is across records
+    with threadpool_limits(1):
+        for cls in {c["name"] for c in settings["classes"]}:
+            (out / cls).mkdir(parents=True, exist_ok=True)
+        rows = process_record(rec, folder, out, settings, batch)
+    files.write_text(out / PARTS / f"{rec}.csv", _csv(rows))
+    return rec, len(rows)
+
+
+def _csv(rows):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, MANIFEST_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _read_part(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _complete(out, rec):
+    part = out / PARTS / f"{rec}.csv"
+    return part.is_file() and all((out / row["path"]).is_file() for row in _read_part(part))
+
+
+def _purge(out):
+    """Remove every output a previous run with other settings recorded."""
+    for part in sorted((out / PARTS).glob("*.csv")):
+        for row in _read_part(part):
+            (out / row["path"]).unlink(missing_ok=True)
+        part.unlink()
+    (out / "manifest.csv").unlink(missing_ok=True)
+
+
+def run(folder, rec_list, out, settings, workers=0, force=False, batch=256):
+    """Process `rec_list` into `out`; return the number of beats written in this run."""
+    out = Path(out)
+    files.check_writable(out)
+    (out / PARTS).mkdir(exist_ok=True)
+    stamp = out / PARTS / "settings.json"
+    key = json.dumps(settings, sort_keys=True)
+    if stamp.is_file() and stamp.read_text() != key:
+        if not force:
+            raise UserError(f"{out}: made with other preprocessing settings; use --force to redo "
+                            "it or --out for another folder")
+        _purge(out)
+    files.write_text(stamp, key)
+    files.remove_stale_temps(out)
+
+    todo = [r for r in rec_list if force or not _complete(out, r)]
+    if len(todo) < len(rec_list):
+        print(f"{len(rec_list) - len(todo)} of {len(rec_list)} records already done (--force redoes them)")
+    workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+    jobs = [(r, Path(folder), out, settings, batch) for r in todo]
+    n_beats = 0
+    with tqdm(total=len(todo), unit="record", desc="scalograms") as bar:
+        if workers == 1:
+            results = map(_job, jobs)
+        else:
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            results = pool.map(_job, jobs)
+        try:
+            for rec, n in results:
+                n_beats += n
+                bar.update(1)
+                bar.set_postfix(record=rec, beats=n_beats)
+        finally:
+            if workers > 1:
+                pool.shutdown(cancel_futures=True)
+    write_manifest(out)
+    return n_beats
+
+
+def write_manifest(out):
+    rows = []
+    for part in sorted((out / PARTS).glob("*.csv")):
+        rows.extend(_read_part(part))
+    files.write_text(out / "manifest.csv", _csv(rows))
+    return rows
+
