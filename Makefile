@@ -21,17 +21,25 @@ endif
 
 venv: .venv/.installed
 
-pipeline: venv
-	$(PY) 1_preprocessing.py --workdir $(WORKDIR) $(ARGS)
+CONFIG ?=
+RUN = --workdir $(WORKDIR) $(CONFIG)
 
-demo: venv
-	$(PY) 1_preprocessing.py --config configs/quick.toml --workdir runs/quick $(ARGS)
+# Each stage skips or resumes work already done, so an interrupted pipeline is simply re-run.
+pipeline: venv
+	$(PY) 1_preprocessing.py $(RUN) $(ARGS)
+	$(PY) 2_train_test_valid_split.py $(RUN)
+	$(PY) 3_training.py $(RUN) --resume
+	$(PY) 4_testing.py $(RUN)
+
+demo:
+	$(MAKE) pipeline WORKDIR=runs/quick CONFIG="--config configs/quick.toml"
 
 test: venv
 	$(PY) -m pytest -q tests
 
 bench: venv
 	$(PY) bench/bench_preprocessing.py
+	$(PY) bench/bench_training.py --data $(WORKDIR)/data/train_images
 
 clean-demo:
 	rm -rf runs/quick

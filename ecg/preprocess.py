@@ -51,6 +51,8 @@ def process_record(rec, folder, out, settings, batch=256):
         return []
     normalized = B.normalise(filtered, peaks)
     chosen = B.select_beats(rec, peaks, symbols, len(normalized), s["classes"], s["before"], s["after"])
+    for cls in {c for c, _, _ in chosen}:
+        (out / cls).mkdir(parents=True, exist_ok=True)
     sc = scalogram.scales(fs, s["freq_min"], s["freq_max"], s["wavelet"])
     rows = []
     out_str = str(out)
@@ -77,8 +79,6 @@ def _job(args):
 
     cv2.setNumThreads(1)  # one core per worker: the parallelism is across records
     with threadpool_limits(1):
-        for cls in {c["name"] for c in settings["classes"]}:
-            (out / cls).mkdir(parents=True, exist_ok=True)
         rows = process_record(rec, folder, out, settings, batch)
     files.write_text(out / PARTS / f"{rec}.csv", _csv(rows))
     return rec, len(rows)
