@@ -1,38 +1,9 @@
 """Stages 1-4 on a small real subset: the model learns far above chance; resume is exact."""
 import json
-import os
 
-import pytest
 import torch
 
 from conftest import run_script
-
-PER_CLASS = 120
-
-
-@pytest.fixture(scope="module")
-def subset(mitdb, tmp_path_factory):
-    """Stage 1 on four records (one per class), then PER_CLASS beats of each class, spread evenly."""
-    work = tmp_path_factory.mktemp("real")
-    full = work / "full"
-    run_script("1_preprocessing.py", "--data-dir", mitdb, "--records", "105", "109", "118", "119", "--out", full)
-    scal = work / "data" / "scalogram"
-    for cls_dir in sorted(p for p in full.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        pngs = sorted(cls_dir.glob("*.png"))
-        (scal / cls_dir.name).mkdir(parents=True)
-        for p in pngs[:: max(1, len(pngs) // PER_CLASS)][:PER_CLASS]:
-            os.link(p, scal / cls_dir.name / p.name)
-    run_script("2_train_test_valid_split.py", "--workdir", work)
-    return work
-
-
-TRAIN = ("--epochs", "3", "--batch-size", "16")
-
-
-@pytest.fixture(scope="module")
-def trained(subset):
-    run_script("3_training.py", "--workdir", subset, *TRAIN)
-    return subset
 
 
 def test_training_beats_chance_by_far(trained):
