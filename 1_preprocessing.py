@@ -19,12 +19,15 @@ def main():
     p.add_argument("--cwt-context", choices=["beat", "record"], help="CWT of each beat alone (thesis) or of the whole record")
     p.add_argument("--workers", type=int, help="processes (0 = all cores)")
     p.add_argument("--resample", action="store_true", help="resample records that are not at preprocess.fs")
+    p.add_argument("--png-compression", type=int, choices=range(10), metavar="0-9",
+                   help="zlib level of the PNGs: 0 = stored, fastest (default); 1-9 smaller files, same pixels")
     p.add_argument("--force", action="store_true", help="redo records whose outputs already exist")
     args = p.parse_args()
     cfg = config.load(args)
     cfg.set("preprocess.scheme", args.classes)
     cfg.set("preprocess.cwt_context", args.cwt_context)
     cfg.set("preprocess.workers", args.workers)
+    cfg.set("preprocess.png_compression", args.png_compression)
     if args.out:
         cfg.set("paths.scalogram_dir", args.out)
 
@@ -38,7 +41,8 @@ def main():
     out = cfg.path("scalogram_dir")
     t0 = time.perf_counter()
     n = preprocess.run(folder, rec_list, out, preprocess.settings_of(cfg, args.resample),
-                       workers=pp["workers"], force=args.force, batch=pp["batch"])
+                       workers=pp["workers"], force=args.force, batch=pp["batch"],
+                       png_level=pp["png_compression"])
     dt = time.perf_counter() - t0
     print(f"{n} scalograms from {len(rec_list)} records in {dt:.1f} s -> {out}")
 

@@ -39,7 +39,7 @@ def _beat_images(n, sc, wavelet, size):
     return scalogram.BeatImages(n, sc, wavelet, size)
 
 
-def process_record(rec, folder, out, settings, batch=256):
+def process_record(rec, folder, out, settings, batch=256, png_level=0):
     """Write one record's scalograms; return its manifest rows."""
     s = settings
     fs = s["fs"]
@@ -67,19 +67,19 @@ def process_record(rec, folder, out, settings, batch=256):
                 B.cut(normalized, r_peaks, s["before"], s["after"]))
         for i, ((cls, r, sym), image) in enumerate(zip(part, images), start):
             rel = f"{cls}/{rec}_{cls}_{i}.png"
-            files.write_bytes(f"{out_str}/{rel}", scalogram.encode_png(image))
+            files.write_bytes(f"{out_str}/{rel}", scalogram.encode_png(image, png_level))
             rows.append({"path": rel, "record": rec, "sample": r, "symbol": sym, "class": cls, "index": i})
     return rows
 
 
 def _job(args):
-    rec, folder, out, settings, batch = args
+    rec, folder, out, settings, batch, png_level = args
     from threadpoolctl import threadpool_limits
     import cv2
 
     cv2.setNumThreads(1)  # one core per worker: the parallelism is across records
     with threadpool_limits(1):
-        rows = process_record(rec, folder, out, settings, batch)
+        rows = process_record(rec, folder, out, settings, batch, png_level)
     files.write_text(out / PARTS / f"{rec}.csv", _csv(rows))
     return rec, len(rows)
 
@@ -111,7 +111,7 @@ def _purge(out):
     (out / "manifest.csv").unlink(missing_ok=True)
 
 
-def run(folder, rec_list, out, settings, workers=0, force=False, batch=256):
+def run(folder, rec_list, out, settings, workers=0, force=False, batch=256, png_level=0):
     """Process `rec_list` into `out`; return the number of beats written in this run."""
     out = Path(out)
     files.check_writable(out)
@@ -130,7 +130,7 @@ def run(folder, rec_list, out, settings, workers=0, force=False, batch=256):
     if len(todo) < len(rec_list):
         print(f"{len(rec_list) - len(todo)} of {len(rec_list)} records already done (--force redoes them)")
     workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
-    jobs = [(r, Path(folder), out, settings, batch) for r in todo]
+    jobs = [(r, Path(folder), out, settings, batch, png_level) for r in todo]
     n_beats = 0
     with tqdm(total=len(todo), unit="record", desc="scalograms") as bar:
         if workers == 1:

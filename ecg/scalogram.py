@@ -6,6 +6,7 @@ and a batch of beats is one matrix product: same numbers to ~1e-13, same uint8 p
 Float32 would not be exact (some pixels move by 1).
 """
 import functools
+import inspect
 import struct
 import zlib
 
@@ -14,6 +15,9 @@ import numpy as np
 import pywt
 
 EPS = 1e-6
+# pywt.cwt's default sampling of the integrated wavelet (2**12 points in PyWavelets >= 1.8);
+# read from its signature so the operator follows the installed version.
+PRECISION = inspect.signature(pywt.cwt).parameters["precision"].default
 
 
 def scales(fs=360, freq_min=1, freq_max=100, wavelet="mexh"):
@@ -23,10 +27,42 @@ def scales(fs=360, freq_min=1, freq_max=100, wavelet="mexh"):
 
 @functools.lru_cache(maxsize=4)
 def cwt_operator(n, scales_key, wavelet="mexh"):
-    """(n, n_scales*n) float64 matrix M with beat @ M == pywt.cwt(beat, scales, wavelet) flattened."""
-    sc = np.asarray(scales_key)
-    unit = pywt.cwt(np.eye(n), sc, wavelet, axis=-1)[0]  # (scale, k, t): CWT of unit vector k
-    return np.ascontiguousarray(unit.transpose(1, 0, 2).reshape(n, len(sc) * n))
+    """(n, n_scales*n) float64 matrix M with beat @ M == pywt.cwt(beat, scales, wavelet) flattened.
+
+    Entry (k, s, t) is pywt.cwt's coefficient at scale s, time t of the unit vector e_k. pywt
+    gets it by convolving e_k with the sampled integrated wavelet f, differencing and trimming;
+    convolving a unit vector only shifts f, so the entry is -sqrt(s) * (f[m+1] - f[m]) with
+    m = t + floor(d) - k, computed here directly with the same float operations (the tests
+    check it bit for bit against pywt.cwt of the identity matrix, which takes 0.4 s).
+    """
+    wav = pywt.ContinuousWavelet(wavelet)
+    int_psi, x = pywt.integrate_wavelet(wav, precision=PRECISION)
+    int_psi, x = np.asarray(int_psi, np.float64), np.asarray(x, np.float64)
+    if np.iscomplexobj(int_psi):
+        raise ValueError("complex wavelets are not supported")
+    step = x[1] - x[0]
+    k = np.arange(n)[:, None]
+    t = np.arange(n)[None, :]
+    op = np.empty((n, len(scales_key), n))
+    for i, scale in enumerate(scales_key):
+        j = (np.arange(scale * (x[-1] - x[0]) + 1) / (scale * step)).astype(int)
+        j = j[j < int_psi.size]
+        f = int_psi[j][::-1]
+        d = (len(f) - 2) / 2.0
+        if d < 0:
+            raise ValueError(f"scale {scale} too small")
+        shift = int(np.floor(d)) if d > 0 else 0
+        m = t + shift - k  # index into f of conv[t + shift] for the unit vector e_k
+        pad = np.concatenate([np.zeros(n + 1), f, np.zeros(n + shift + 2)])
+        at = m + n + 1  # position of f[m] inside pad
+        op[:, i, :] = -np.sqrt(scale) * (pad[at + 1] - pad[at])
+    return op.reshape(n, len(scales_key) * n)
+
+
+def cwt_operator_reference(n, scales_key, wavelet="mexh"):
+    """The same matrix by brute force: pywt.cwt of each unit vector (slow; for tests)."""
+    unit = pywt.cwt(np.eye(n), np.asarray(scales_key), wavelet, axis=-1)[0]  # (scale, k, t)
+    return np.ascontiguousarray(unit.transpose(1, 0, 2).reshape(n, len(scales_key) * n))
 
 
 @functools.lru_cache(maxsize=4)
@@ -152,14 +188,21 @@ def _chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def encode_png(image):
-    """8-bit grayscale PNG. Lossless like cv2.imwrite, ~2x faster and smaller for these images:
-    'Up' row filter, zlib level 1 (the pixels, not the bytes, are what the pipeline promises).
+def encode_png(image, level=0):
+    """8-bit grayscale PNG, lossless like cv2.imwrite (the pipeline promises pixels, not bytes).
+
+    level 0 (default) stores the rows uncompressed: ~10 kB a file, ~10x faster to write than
+    cv2.imwrite. Levels 1-9 use the row filter Up + zlib at that level: ~3.7 kB at level 1
+    (cv2.imwrite: ~4.7 kB) for ~0.1 ms more per image on this machine.
     """
     h, w = image.shape
     raw = np.empty((h, w + 1), np.uint8)
-    raw[:, 0] = 2  # filter type Up
-    raw[0, 1:] = image[0]
-    np.subtract(image[1:], image[:-1], out=raw[1:, 1:])
+    if level:
+        raw[:, 0] = 2  # filter type Up
+        raw[0, 1:] = image[0]
+        np.subtract(image[1:], image[:-1], out=raw[1:, 1:])
+    else:
+        raw[:, 0] = 0  # filter type None
+        raw[:, 1:] = image
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 1, 14)) + _chunk(b"IEND", b""))
+            + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + _chunk(b"IEND", b""))

@@ -75,6 +75,11 @@ def test_cut_windows():
     assert w.shape == (2, 200) and w[0, 0] == 10 and w[1, 90] == 500 and w[1, -1] == 609
 
 
+def test_cwt_operator_is_bit_identical_to_pywt_on_unit_vectors():
+    for n, sc in ((200, tuple(SC)), (57, tuple(SC[::7]))):
+        assert np.array_equal(scalogram.cwt_operator(n, sc), scalogram.cwt_operator_reference(n, sc))
+
+
 def test_cwt_operator_matches_pywt(ecg_like):
     ref = np.stack([pywt.cwt(b, SC, "mexh")[0] for b in ecg_like])
     ours = scalogram.cwt(ecg_like, SC)
@@ -98,10 +103,11 @@ def test_batched_resize_equals_single_resize():
     assert np.array_equal(scalogram._resize_stack(imgs, 100), single)
 
 
-def test_png_round_trip_with_cv2_and_pil(tmp_path):
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_png_round_trip_with_cv2_and_pil(tmp_path, level):
     img = np.random.default_rng(4).integers(0, 256, (100, 100), dtype=np.uint8)
     img[:50] = 7  # some structure for the filter
-    data = scalogram.encode_png(img)
+    data = scalogram.encode_png(img, level)
     assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), img)
     (tmp_path / "a.png").write_bytes(data)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), img)
