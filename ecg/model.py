@@ -6,6 +6,7 @@ from torch import nn
 from torchvision.models import efficientnet_b0
 
 from . import files
+from .training import snapshot
 from .errors import UserError
 
 FORMAT = "ecg-scalogram-model/1"
@@ -54,7 +55,7 @@ def save(path, state_dict, classes, input_size=100, arch="efficientnet_b0", shap
     """State dict + what is needed to rebuild the model (for a pruned model, its layer shapes);
     loads with weights_only=True."""
     blob = {"format": FORMAT, "arch": arch, "classes": list(classes), "input_size": [1, input_size, input_size],
-            "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, **extra}
+            "state_dict": snapshot(state_dict), **extra}
     if shapes is not None:
         blob["layer_shapes"] = shapes
     files.save_with(path, lambda tmp: torch.save(blob, tmp))

@@ -1,5 +1,6 @@
 """One training loop and one evaluation, shared by training (stage 4), pruning fine-tuning
 (stage 5) and QAT (stage 6), in the spirit of torchvision's references/classification."""
+import copy
 import csv
 import io
 import math
@@ -132,7 +133,7 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
         history.append(row)
         if best is None or va_acc > best["val_acc"]:
             best = {"epoch": epoch + 1, "val_acc": va_acc,
-                    "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                    "state_dict": snapshot(model.state_dict())}
         print(f"epoch {epoch + 1}: train loss {tr_loss:.4f} acc {tr_acc:.4f} | val loss {va_loss:.4f} "
               f"acc {va_acc:.4f} | {row['seconds']:.0f} s", flush=True)
         write_log(log_path, history)
@@ -140,6 +141,11 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
             {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "history": history, "best": best, "epoch": epoch + 1, "classes": list(train_data.classes)}, tmp))
     return history, best
+
+
+def snapshot(state_dict):
+    """A CPU copy of a state dict; AIMET's quantizers add non-tensor extra state, kept as is."""
+    return {k: v.detach().cpu().clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in state_dict.items()}
 
 
 def lr_of(scheduler):

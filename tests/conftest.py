@@ -53,3 +53,16 @@ TRAIN = ("--epochs", "3", "--batch-size", "16")
 def trained(subset):
     run_script("3_training.py", "--workdir", subset, *TRAIN)
     return subset
+
+
+@pytest.fixture(scope="session")
+def pruned(trained):
+    run_script("5_magnitude_channel_pruning.py", "--workdir", trained, "--epochs", "2", "--set", "train.batch_size=16")
+    return trained
+
+
+@pytest.fixture(scope="session")
+def quantized(pruned):
+    run_script("6_AIMET_quantization.py", "--workdir", pruned, "--epochs", "1", "--calibration-images", "128",
+               "--set", "train.batch_size=16")
+    return pruned

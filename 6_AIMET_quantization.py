@@ -1,0 +1,84 @@
+"""Stage 6: AIMET CLE + BN folding + W8A8 quantization-aware training of the pruned model, and
+the TensorRT-ready exports.
+
+    python 6_AIMET_quantization.py [--epochs 20] [--calibration-images 1000] [--resume]
+
+Writes into model_save/: ecg_model_quantized.onnx (explicit Q/DQ, opset 13, int8, zero point 0:
+TensorRT INT8), ecg_model_float.onnx (BN-folded float, opset 13: FP16 engines, e.g. the Jetson
+Nano), ecg_model_quantized_encodings.json, ecg_model_qat.pth (QAT weights + encodings, loads
+with weights_only=True); into reports/: weight-range boxplots, qat_log.csv, test_result_qat.*,
+and the test-set logits of both PyTorch models for stage 7's agreement check.
+"""
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ecg import config, dataset, evaluation, files, model, quantization, training
+from ecg.errors import main_guard
+
+
+@main_guard
+def main():
+    p = config.parser(__doc__.splitlines()[0])
+    p.add_argument("--model", help="pruned model (default: model_save/ecg_model_compact.pth)")
+    p.add_argument("--epochs", type=int, help="QAT epochs (qat.epochs)")
+    p.add_argument("--calibration-images", type=int, help="images for compute_encodings (qat.calibration_images)")
+    p.add_argument("--quant-scheme", choices=["tf_enhanced", "tf"], help="qat.quant_scheme")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted QAT")
+    args = p.parse_args()
+    cfg = config.load(args)
+    cfg.set("qat.epochs", args.epochs)
+    cfg.set("qat.calibration_images", args.calibration_images)
+    cfg.set("qat.quant_scheme", args.quant_scheme)
+    q, t = cfg["qat"], cfg["train"]
+    training.setup(t["seed"], t["threads"])
+    device = training.pick_device(t["device"])
+    out_dir, reports = cfg.path("model_dir"), cfg.path("reports_dir")
+    src = Path(args.model) if args.model else out_dir / "ecg_model_compact.pth"
+    net, meta = model.load(src)
+    classes, size = meta["classes"], meta["input_size"][-1]
+    train_data = dataset.ScalogramDataset(cfg.path("train_dir"), classes=classes)
+    calib = quantization.calibration_images(train_data, q["calibration_images"], t["seed"])
+    val_data = dataset.ScalogramDataset(cfg.path("val_dir"), classes=classes)
+    test_data = dataset.ScalogramDataset(cfg.path("test_dir"), classes=classes)
+    files.check_writable(out_dir)
+    files.check_writable(reports)
+
+    # CLE + BN folding, with the weight ranges of one depthwise conv before and after
+    net.eval()
+    before = quantization.weight_ranges(net, q["boxplot_layer"])
+    folding = quantization.equalize_and_fold(net, size)
+    quantization.plot_weight_ranges(reports / "weight_ranges_cle.png", before,
+                                    quantization.weight_ranges(net, q["boxplot_layer"]), q["boxplot_layer"])
+    print(f"folded {folding['batch_norms'] - folding['batch_norms_left']} of {folding['batch_norms']} batch norms")
+    quantization.export_float(net, out_dir / "ecg_model_float.onnx", size)
+    float_logits = training.predict(net, test_data, torch.device("cpu"), desc="float")
+
+    # W8A8 sim, encodings from real training images, then QAT validated on val_images
+    sim = quantization.sim_model(copy.deepcopy(net), quantization.write_config(out_dir), q["quant_scheme"], size)
+    print(f"compute_encodings on {len(calib)} training images ({q['quant_scheme']}) ...", flush=True)
+    quantization.calibrate(sim, calib)
+    history, best = training.fit(sim.model, train_data, val_data, t, device, out_dir / "ecg_model_qat.ckpt.pth",
+                                 reports / "qat_log.csv", resume=args.resume, lr=q["lr"], epochs=q["epochs"],
+                                 step_size=0, gamma=1.0, desc="QAT")
+    sim.model.load_state_dict(best["state_dict"])
+    sim.model.cpu().eval()
+    if history:
+        training.plot_history(reports / "qat_curves.png", history, "QAT")
+
+    m, qat_logits = evaluation.evaluate_and_report(sim.model, classes, test_data, reports, "test_result_qat",
+                                                   torch.device("cpu"), {"model": "AIMET W8A8 simulation (QAT)"})
+    np.savez(reports / "stage6_test_logits.npz", float=float_logits.numpy(), qat=qat_logits.numpy(),
+             targets=test_data.targets.numpy(), paths=np.array([str(p) for p in test_data.paths]))
+    quantization.export_qdq(sim, out_dir / "ecg_model_quantized.onnx", size)
+    quantization.save_encodings(sim, out_dir / "ecg_model_quantized_encodings.json")
+    model.save(out_dir / "ecg_model_qat.pth", sim.model.state_dict(), classes, size,
+               shapes=meta.get("layer_shapes"), qat={"quant_scheme": q["quant_scheme"], "epochs": len(history),
+                                                    "best_epoch": best["epoch"] if best else None})
+    print(f"wrote {out_dir / 'ecg_model_quantized.onnx'} and {out_dir / 'ecg_model_float.onnx'}")
+
+
+if __name__ == "__main__":
+    main()
