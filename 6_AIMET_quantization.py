@@ -53,7 +53,7 @@ def main():
     quantization.plot_weight_ranges(reports / "weight_ranges_cle.png", before,
                                     quantization.weight_ranges(net, q["boxplot_layer"]), q["boxplot_layer"])
     print(f"folded {folding['batch_norms'] - folding['batch_norms_left']} of {folding['batch_norms']} batch norms")
-    quantization.export_float(net, out_dir / "ecg_model_float.onnx", size)
+    quantization.export_float(net, out_dir / "ecg_model_float.onnx", classes, size)
     float_logits = training.predict(net, test_data, torch.device("cpu"), desc="float")
 
     # W8A8 sim, encodings from real training images, then QAT validated on val_images
@@ -72,7 +72,7 @@ def main():
                                                    torch.device("cpu"), {"model": "AIMET W8A8 simulation (QAT)"})
     np.savez(reports / "stage6_test_logits.npz", float=float_logits.numpy(), qat=qat_logits.numpy(),
              targets=test_data.targets.numpy(), paths=np.array([str(p) for p in test_data.paths]))
-    quantization.export_qdq(sim, out_dir / "ecg_model_quantized.onnx", size)
+    quantization.export_qdq(sim, out_dir / "ecg_model_quantized.onnx", classes, size)
     quantization.save_encodings(sim, out_dir / "ecg_model_quantized_encodings.json")
     model.save(out_dir / "ecg_model_qat.pth", sim.model.state_dict(), classes, size,
                shapes=meta.get("layer_shapes"), qat={"quant_scheme": q["quant_scheme"], "epochs": len(history),

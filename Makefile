@@ -22,6 +22,7 @@ endif
 venv: .venv/.installed
 
 CONFIG ?=
+DEVICE_RECORD ?= 119
 RUN = --workdir $(WORKDIR) $(CONFIG)
 
 # Each stage skips or resumes work already done, so an interrupted pipeline is simply re-run.
@@ -30,6 +31,14 @@ pipeline: venv
 	$(PY) 2_train_test_valid_split.py $(RUN)
 	$(PY) 3_training.py $(RUN) --resume
 	$(PY) 4_testing.py $(RUN)
+	$(PY) 5_magnitude_channel_pruning.py $(RUN) --resume
+	$(PY) 6_AIMET_quantization.py $(RUN) --resume
+	$(PY) 7_AIMET_onnx.py $(RUN)
+	cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(abspath $(WORKDIR))/model_save/ecg_model_float.onnx \
+	  --images $(abspath $(WORKDIR))/data/test_images --repeats 50 | tee $(abspath $(WORKDIR))/reports/jetson_ort_images.txt
+	cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(abspath $(WORKDIR))/model_save/ecg_model_quantized.onnx \
+	  --record $${MITDB_DIR:-$(abspath $(WORKDIR))/data/mitdb}/$(DEVICE_RECORD) --operator $(abspath $(WORKDIR))/model_save/cwt_operator.npz \
+	  --out $(abspath $(WORKDIR))/reports/jetson_beats_$(DEVICE_RECORD).csv | tee $(abspath $(WORKDIR))/reports/jetson_ort_record.txt
 
 demo:
 	$(MAKE) pipeline WORKDIR=runs/quick CONFIG="--config configs/quick.toml"

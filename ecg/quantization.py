@@ -118,26 +118,42 @@ def plot_weight_ranges(path, before, after, layer):
     plt.close(fig)
 
 
-def export_qdq(sim, path, input_size=100):
+ONNX_IO = {"input_names": ["input"], "output_names": ["logits"],
+           "dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}}
+
+
+def _export(path, export_fn, classes):
+    """Export to a temp file, record the class names in the ONNX metadata (the device reads
+    them from there), then move it into place."""
+    import onnx
+
+    def write(tmp):
+        export_fn(tmp)
+        m = onnx.load(tmp)
+        entry = m.metadata_props.add()
+        entry.key, entry.value = "classes", json.dumps(list(classes))
+        onnx.save(m, tmp)
+
+    files.save_with(path, write, suffix=".onnx")
+
+
+def export_qdq(sim, path, classes, input_size=100):
     """Explicit QuantizeLinear/DequantizeLinear ONNX (opset 13, int8, zero point 0) for TensorRT."""
     _aimet()
     from aimet_torch.onnx import export
 
     dummy = torch.zeros(1, 1, input_size, input_size)
     model = sim.model.eval()
-    files.save_with(path, lambda tmp: export(
-        model, (dummy,), tmp, opset_version=13, dynamo=False, export_int32_bias=False,
-        force_activation_as="signed", prequantize_constants=True, input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}), suffix=".onnx")
+    _export(path, lambda tmp: export(model, (dummy,), tmp, opset_version=13, dynamo=False, export_int32_bias=False,
+                                     force_activation_as="signed", prequantize_constants=True, **ONNX_IO), classes)
 
 
-def export_float(net, path, input_size=100):
+def export_float(net, path, classes, input_size=100):
     """BN-folded float ONNX (opset 13) for FP16/FP32 engines (the Jetson Nano has no INT8)."""
     net = copy.deepcopy(net).eval()
     dummy = torch.zeros(1, 1, input_size, input_size)
-    files.save_with(path, lambda tmp: torch.onnx.export(
-        net, (dummy,), tmp, opset_version=13, dynamo=False, input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}), suffix=".onnx")
+    _export(path, lambda tmp: torch.onnx.export(net, (dummy,), tmp, opset_version=13, dynamo=False, **ONNX_IO),
+            classes)
 
 
 def save_encodings(sim, path):

@@ -65,4 +65,5 @@ def pruned(trained):
 def quantized(pruned):
     run_script("6_AIMET_quantization.py", "--workdir", pruned, "--epochs", "1", "--calibration-images", "128",
                "--set", "train.batch_size=16")
+    run_script("7_AIMET_onnx.py", "--workdir", pruned)
     return pruned

@@ -1,0 +1,112 @@
+"""Shared device-side helpers: Python 3.6+, numpy only (no torch, no training code).
+
+Used by build_engine.py and infer_trt.py on the Jetson (JetPack 4.6: Python 3.6, TensorRT 8.2)
+and on newer TensorRT (10/11). All TensorRT API differences live here, one function per API.
+"""
+import json
+import os
+import sys
+
+
+class DeviceError(Exception):
+    """Bad input on the device: printed as one 'error: ...' line, exit status 2."""
+
+
+def main_guard(fn):
+    def wrapper():
+        try:
+            return fn()
+        except DeviceError as e:
+            sys.stderr.write("error: {}\n".format(e))
+            sys.exit(2)
+    return wrapper
+
+
+def trt_major(trt):
+    return int(trt.__version__.split(".")[0])
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise DeviceError("TensorRT's Python package is not installed here (JetPack ships it; on x86: "
+                          "pip install tensorrt); without a GPU use --backend onnxruntime")
+    return trt
+
+
+def onnx_classes(path):
+    """Class names stored in the ONNX metadata by 6_AIMET_quantization.py (or None)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    m = onnx.load(path, load_external_data=False)
+    for p in m.metadata_props:
+        if p.key == "classes":
+            return json.loads(p.value)
+    return None
+
+
+def engine_meta_path(engine_path):
+    return engine_path + ".json"
+
+
+def check_engine_meta(meta, trt_version, gpu_name, path):
+    """An engine only runs with the TensorRT version and GPU model it was built with."""
+    if meta.get("tensorrt") != trt_version:
+        raise DeviceError("{}: built with TensorRT {}, this is TensorRT {}; rebuild it here with "
+                          "build_engine.py".format(path, meta.get("tensorrt"), trt_version))
+    if meta.get("gpu") != gpu_name:
+        raise DeviceError("{}: built for GPU '{}', this is '{}'; rebuild it here with build_engine.py".format(
+            path, meta.get("gpu"), gpu_name))
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json_atomic(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+PRECISIONS = ("auto", "int8", "fp16", "fp32")
+
+
+def choose_precision(requested, has_fp16, has_int8, trt_major_version, qdq_onnx, float_onnx):
+    """(precision, onnx file) for a request on this GPU, or a DeviceError that says why not.
+
+    auto: INT8 from the QDQ ONNX where the GPU has INT8; else FP16 from the float ONNX (the
+    Jetson Nano); else FP32. TensorRT refuses Q/DQ networks on GPUs without INT8, and
+    TensorRT 11 builds every network strongly typed (no FP16 flag), so FP16 needs TRT <= 10.
+    """
+    if requested not in PRECISIONS:
+        raise DeviceError("unknown precision '{}' (one of {})".format(requested, ", ".join(PRECISIONS)))
+    fp16_ok = has_fp16 and trt_major_version < 11
+    if requested == "auto":
+        if has_int8 and qdq_onnx:
+            requested = "int8"
+        elif fp16_ok and float_onnx:
+            requested = "fp16"
+        else:
+            requested = "fp32"
+    if requested == "int8":
+        if not has_int8:
+            raise DeviceError("this GPU has no fast INT8 (e.g. the Jetson Nano's Maxwell GPU) and TensorRT refuses "
+                              "Q/DQ networks on it: use --precision fp16 with the float ONNX")
+        if not qdq_onnx:
+            raise DeviceError("INT8 needs the QDQ ONNX (ecg_model_quantized.onnx); give --qdq-onnx")
+        return "int8", qdq_onnx
+    if requested == "fp16":
+        if not has_fp16:
+            raise DeviceError("this GPU has no fast FP16: use --precision fp32")
+        if trt_major_version >= 11:
+            raise DeviceError("TensorRT {} builds networks strongly typed and has no FP16 flag: use --precision "
+                              "int8 (QDQ ONNX) or fp32".format(trt_major_version))
+    if not float_onnx:
+        raise DeviceError("{} needs the float ONNX (ecg_model_float.onnx); give --float-onnx".format(requested.upper()))
+    return requested, float_onnx

@@ -1,0 +1,157 @@
+"""jetson/: Python 3.6 compatible, free of training code; precision choice, engine checks, and
+infer_trt.py end to end through its ONNX Runtime backend (folder and record inputs)."""
+import ast
+import csv
+import importlib
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+JETSON = REPO / "jetson"
+sys.path.insert(0, str(JETSON))
+common = importlib.import_module("common")
+
+
+def infer(*args):
+    return subprocess.run([sys.executable, str(JETSON / "infer_trt.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=JETSON)
+
+
+def vermin(path):
+    exe = shutil.which("vermin", path=str(REPO / ".venv" / "bin")) or shutil.which("vermin")
+    return subprocess.run([exe, "--target=3.6-", "--no-tips", "--violations", str(path)], capture_output=True,
+                          text=True)
+
+
+def test_python36_compatible(tmp_path):
+    proc = vermin(JETSON)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tmp_path / "new.py").write_text("if (n := 3):\n    print(f'{n=}')\n")
+    assert vermin(tmp_path).returncode != 0  # the check does catch 3.8+ syntax
+
+
+def test_no_training_dependencies():
+    for path in JETSON.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for n in names:
+                assert n.split(".")[0] not in {"torch", "torchvision", "ecg", "aimet_torch", "pywt", "sklearn"}, (path, n)
+
+
+@pytest.mark.parametrize("gpu, requested, expected", [
+    (("nano", True, False, 8), "auto", "fp16"),
+    (("orin", True, True, 8), "auto", "int8"),
+    (("orin-trt10", True, True, 10), "auto", "int8"),
+    (("old", False, False, 8), "auto", "fp32"),
+    (("trt11-no-int8", True, False, 11), "auto", "fp32"),
+    (("orin", True, True, 8), "fp32", "fp32"),
+])
+def test_precision_choice(gpu, requested, expected):
+    _, fp16, int8, major = gpu
+    precision, onnx = common.choose_precision(requested, fp16, int8, major, "q.onnx", "f.onnx")
+    assert precision == expected and onnx == ("q.onnx" if expected == "int8" else "f.onnx")
+
+
+@pytest.mark.parametrize("args, message", [
+    ((("int8", True, False, 8, "q.onnx", "f.onnx")), "no fast INT8"),
+    ((("fp16", True, True, 11, "q.onnx", "f.onnx")), "strongly typed"),
+    ((("fp16", False, False, 8, "q.onnx", "f.onnx")), "no fast FP16"),
+    ((("int8", True, True, 10, None, "f.onnx")), "needs the QDQ ONNX"),
+])
+def test_impossible_precision_says_why(args, message):
+    with pytest.raises(common.DeviceError, match=message):
+        common.choose_precision(*args)
+
+
+def test_engine_from_another_version_or_gpu_is_refused():
+    meta = {"tensorrt": "8.2.1.8", "gpu": "NVIDIA Tegra X1"}
+    common.check_engine_meta(meta, "8.2.1.8", "NVIDIA Tegra X1", "e.engine")
+    with pytest.raises(common.DeviceError, match="built with TensorRT 8.2.1.8, this is TensorRT 10.3"):
+        common.check_engine_meta(meta, "10.3.0", "NVIDIA Tegra X1", "e.engine")
+    with pytest.raises(common.DeviceError, match="built for GPU"):
+        common.check_engine_meta(meta, "8.2.1.8", "Orin", "e.engine")
+
+
+def test_folder_inference_with_onnxruntime(quantized):
+    run = infer("--backend", "onnxruntime", "--onnx", quantized / "model_save" / "ecg_model_float.onnx",
+                "--images", quantized / "data" / "test_images", "--repeats", "20", "--batch", "16")
+    assert run.returncode == 0, run.stderr
+    acc = float(run.stdout.split("accuracy ")[1].split()[0])
+    assert acc > 0.7
+    assert "p99" in run.stdout and "images/s" in run.stdout
+
+
+def test_record_inference_matches_stage1_pixels(quantized, mitdb, tmp_path):
+    """Device preprocessing of record 119 gives the stage-1 images of its PVC beats."""
+    import scalograms
+
+    op = scalograms.load_operator(str(quantized / "model_save" / "cwt_operator.npz"))
+    x, samples, symbols = scalograms.read_record(str(mitdb / "119"), 360.0)
+    peaks, syms, windows = scalograms.beats_of_record(x, samples, symbols, op)
+    imgs = scalograms.images(windows, op)
+    by_sample = dict(zip(peaks.tolist(), imgs))
+    with open(quantized / "full" / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["record"] == "119"]
+    assert len(rows) > 400
+    same = sum(np.array_equal(by_sample[int(r["sample"])], cv2.imread(str(quantized / "full" / r["path"]), 0))
+               for r in rows)
+    assert same == len(rows)
+    out = tmp_path / "beats.csv"
+    run = infer("--backend", "onnxruntime", "--onnx", quantized / "model_save" / "ecg_model_quantized.onnx",
+                "--record", mitdb / "119", "--operator", quantized / "model_save" / "cwt_operator.npz", "--out", out)
+    assert run.returncode == 0, run.stderr
+    labels = list(csv.DictReader(open(out)))
+    assert len(labels) == len(peaks) and "real time" in run.stdout
+    v = [r for r in labels if r["annotation"] == "V"]
+    assert sum(r["predicted"] == "3" for r in v) / len(v) > 0.7  # PVCs recognised as class 3
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "size", "rate"])
+def test_infer_bad_input(quantized, tmp_path, case):
+    onnx_path = quantized / "model_save" / "ecg_model_float.onnx"
+    args = ["--backend", "onnxruntime", "--onnx", onnx_path, "--images", quantized / "data" / "test_images"]
+    if case == "missing":
+        args[3], needle = tmp_path / "nope.onnx", "ONNX file not found"
+    elif case == "corrupt":
+        bad = tmp_path / "bad.onnx"
+        bad.write_bytes(b"not an onnx file")
+        args[3], needle = bad, "not a loadable ONNX model"
+    elif case == "size":
+        (tmp_path / "imgs" / "0").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "imgs" / "0" / "a.png"), np.zeros((64, 64), np.uint8))
+        args[5], needle = tmp_path / "imgs", "a.png: image is 64x64, the model takes 100x100"
+    else:
+        import wfdb
+
+        sig = np.sin(np.arange(250 * 20) / 20.0)[:, None]
+        wfdb.wrsamp("r250", fs=250, units=["mV"], sig_name=["MLII"], p_signal=sig, fmt=["16"], write_dir=str(tmp_path))
+        wfdb.wrann("r250", "atr", np.array([500, 1000]), symbol=["N", "N"], write_dir=str(tmp_path))
+        args[4:6] = ["--record", tmp_path / "r250", "--operator", quantized / "model_save" / "cwt_operator.npz"]
+        needle = "sampling rate 250 Hz, the model expects 360 Hz"
+    run = infer(*args)
+    assert run.returncode == 2 and needle in run.stderr, run.stderr
+
+
+def test_tensorrt_engine_agrees_with_onnxruntime(quantized, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed here (GPU machines only)")
+    pytest.importorskip("pycuda", reason="pycuda is needed for TensorRT device memory")
+    build = subprocess.run([sys.executable, str(JETSON / "build_engine.py"), "--onnx-dir",
+                            str(quantized / "model_save"), "--out", str(tmp_path / "e.engine"),
+                            "--timing-cache", str(tmp_path / "t.cache")], capture_output=True, text=True, cwd=JETSON)
+    assert build.returncode == 0, build.stderr
+    sys.path.insert(0, str(JETSON))
+    infer_trt = importlib.import_module("infer_trt")
+    trt_run = infer_trt.TrtRunner(str(tmp_path / "e.engine"))
+    meta = common.read_json(str(tmp_path / "e.engine.json"))
+    ort_run = infer_trt.OrtRunner(meta["onnx"])
+    u8, _ = infer_trt.load_folder(str(quantized / "data" / "test_images"), trt_run.shape)
+    x = infer_trt.to_input(u8)
+    agree = (trt_run(x).argmax(1) == ort_run(x).argmax(1)).mean()
+    assert agree >= 0.995
