@@ -3,6 +3,7 @@
 # make test      - the test suite;  make bench - the speed benchmarks
 # Each target creates .venv and installs requirements.txt first (skipped when up to date).
 
+SHELL := /bin/bash
 PYTHON ?= python3
 PY := .venv/bin/python
 WORKDIR ?= .
@@ -34,9 +35,9 @@ pipeline: venv
 	$(PY) 5_magnitude_channel_pruning.py $(RUN) --resume
 	$(PY) 6_AIMET_quantization.py $(RUN) --resume
 	$(PY) 7_AIMET_onnx.py $(RUN)
-	cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(abspath $(WORKDIR))/model_save/ecg_model_float.onnx \
+	set -o pipefail; cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(abspath $(WORKDIR))/model_save/ecg_model_float.onnx \
 	  --images $(abspath $(WORKDIR))/data/test_images --repeats 50 | tee $(abspath $(WORKDIR))/reports/jetson_ort_images.txt
-	cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(abspath $(WORKDIR))/model_save/ecg_model_quantized.onnx \
+	set -o pipefail; cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(abspath $(WORKDIR))/model_save/ecg_model_quantized.onnx \
 	  --record $${MITDB_DIR:-$(abspath $(WORKDIR))/data/mitdb}/$(DEVICE_RECORD) --operator $(abspath $(WORKDIR))/model_save/cwt_operator.npz \
 	  --out $(abspath $(WORKDIR))/reports/jetson_beats_$(DEVICE_RECORD).csv | tee $(abspath $(WORKDIR))/reports/jetson_ort_record.txt
 
