@@ -53,36 +53,83 @@ def _assign(n, train, val, test):
     return out.tolist()
 
 
-def split_by_record(items, random_state=4, test_records=None, train_records=None):
+def split_by_record(items, random_state=4, test_records=None, train_records=None, fractions=(0.8, 0.1, 0.1),
+                    restarts=100):
     """Inter-patient split: every record goes to exactly one split.
 
     With `test_records` (e.g. de Chazal DS2) those records are the test set and validation
-    records are drawn from `train_records` (DS1). Otherwise, class by class (rarest first),
-    one still-free record holding that class goes to test, one to val, the rest to train, so
-    that every class appears in every split where it has enough records.
+    records are drawn from `train_records` (DS1). Records are indivisible, so per-class shares
+    can only approximate `fractions`: a seeded search (random feasible starts, then moving one
+    record at a time while it helps) picks the assignment whose per-class shares are closest
+    to them (sum of squared differences, every class weighted alike), under the constraint that
+    every class held by enough records appears in every split.
     """
     rng = np.random.RandomState(random_state)
-    by_class = {}
+    records = sorted({rec for _, _, rec in items})
+    classes = sorted({cls for _, cls, _ in items})
+    row, col = {r: i for i, r in enumerate(records)}, {c: j for j, c in enumerate(classes)}
+    counts = np.zeros((len(records), len(classes)))
     for _, cls, rec in items:
-        by_class.setdefault(cls, set()).add(rec)
+        counts[row[rec], col[cls]] += 1
     where = {}
+    splits, target = list(SPLITS), np.array(fractions, dtype=float)
     if test_records is not None:
-        present = {rec for _, _, rec in items}
-        where.update({r: "test" for r in test_records if r in present})
-        allowed = set(train_records) if train_records is not None else present - set(where)
-        for r in present - allowed - set(where):
-            where[r] = "unused"
-        wanted = ("val",)
-    else:
-        wanted = ("test", "val")
-    for cls in sorted(by_class, key=lambda c: (len(by_class[c]), c)):
-        free = sorted(by_class[cls] - set(where))
-        rng.shuffle(free)
-        have = {where[r] for r in by_class[cls] if r in where}
-        for split in wanted:
-            if split not in have and len(free) > 1:
-                where[free.pop(0)] = split
-    return [where.get(rec, "train") for _, _, rec in items]
+        where.update({r: "test" for r in test_records if r in row})
+        allowed = set(train_records) if train_records is not None else set(records) - set(where)
+        where.update({r: "unused" for r in records if r not in allowed and r not in where})
+        splits, target = splits[:2], target[:2]
+    target = target / target.sum()
+    free = [r for r in records if r not in where]
+    if free:
+        best = _search_records(counts[[row[r] for r in free]], target, rng, restarts)
+        where.update({r: splits[k] for r, k in zip(free, best)})
+    return [where[rec] for _, _, rec in items]
+
+
+def _search_records(counts, target, rng, restarts):
+    """Split index per record (rows of `counts`, records x classes) minimising the squared
+    distance of each class's split shares from `target`."""
+    n_rec, n_split = len(counts), len(target)
+    holders = counts > 0
+    totals = np.maximum(counts.sum(0), 1)
+    must = holders.sum(0) >= n_split       # classes that can be present in every split
+    onehot = np.eye(n_split)
+
+    def score(a):
+        shares = onehot[a].T @ counts / totals          # splits x classes
+        if ((shares[:, must] == 0).any()):
+            return np.inf
+        return float(((shares - target[:, None]) ** 2).sum())
+
+    best, best_score = None, np.inf
+    for _ in range(restarts):
+        a = rng.choice(n_split, size=n_rec, p=target)
+        for c in rng.permutation(np.flatnonzero(must)):     # make the start feasible
+            for s in range(n_split):
+                if not (holders[a == s, c]).any():
+                    donors = [r for r in np.flatnonzero(holders[:, c])
+                              if (a == a[r]).sum() > 1 and holders[a == a[r], c].sum() > 1]
+                    if donors:
+                        a[rng.choice(donors)] = s
+        current = score(a)
+        improved = True
+        while improved:
+            improved = False
+            for r in rng.permutation(n_rec):
+                for s in range(n_split):
+                    if s == a[r]:
+                        continue
+                    old, a[r] = a[r], s
+                    new = score(a)
+                    if new < current - 1e-12:
+                        current, improved = new, True
+                    else:
+                        a[r] = old
+        if current < best_score:
+            best, best_score = a.copy(), current
+    if best is None:
+        best = rng.choice(n_split, size=n_rec, p=target)
+    return best
 
 
 def shared_records(items, assignment):
