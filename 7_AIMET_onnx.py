@@ -89,7 +89,8 @@ def main():
             "fs", "before", "after", "image_size", "baseline_windows_s", "align_halfwidth_s")},
         invalid_symbols=np.array(cfg.scheme["invalid_symbols"])), suffix=".npz")
 
-    summary = {"checks": checks, "results": rows, "test_images": len(data)}
+    size_ratio = qdq_path.stat().st_size / float_path.stat().st_size
+    summary = {"checks": checks, "results": rows, "test_images": len(data), "qdq_to_float_size": size_ratio}
     files.write_text(reports / "onnx_summary.json", json.dumps(summary, indent=2))
     text = format_table(summary)
     files.write_text(reports / "onnx_summary.txt", text)
@@ -101,7 +102,8 @@ def main():
 def format_table(s):
     q = s["checks"]["qdq"]
     lines = [f"QDQ ONNX: opset {q['opset']}, {q['quantize_linear']} QuantizeLinear, {q['dequantize_linear']} "
-             f"DequantizeLinear, {q['quantized_conv_gemm']} Conv/Gemm with int8 weights (zero point 0)",
+             f"DequantizeLinear, {q['quantized_conv_gemm']} Conv/Gemm with int8 weights (zero point 0); "
+             f"size {s['qdq_to_float_size']:.3f} of the float ONNX",
              f"{'variant':70s} {'size kB':>8} {'acc':>7} {'macroF1':>8} {'agree':>7} {'b1 ms':>7} {'b64 ms':>8}"]
     for r in s["results"]:
         if "error" in r:

@@ -1,6 +1,6 @@
 """Training speed: the thesis-style loop (PIL decode + Resize + ToTensor in a DataLoader every
-epoch, contiguous NCHW) vs ours (images decoded once into memory, channels_last), same model,
-same images, same number of steps, in one process.
+epoch, contiguous NCHW) vs ours (training.train_one_epoch: images decoded once into memory,
+channels_last), same model, same images, same number of steps, in one process.
 
     python bench/bench_training.py [--data data/train_images] [--images 1280] [--batch-size 64]
 """
@@ -33,19 +33,19 @@ class ThesisDataset(torch.utils.data.Dataset):
         return self.tf(Image.open(self.paths[i]).convert("L")), self.targets[i]
 
 
-def step_fn(net, device, channels_last):
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    crit = torch.nn.CrossEntropyLoss()
-
-    def step(x, y):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        loss = crit(net(x.to(device)), y.to(device))
-        opt.zero_grad()
+def thesis_epoch(net, criterion, optimizer, loader, device):
+    """The thesis' loop: NCHW batches straight from the DataLoader."""
+    net.train()
+    total, correct = 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = net(x)
+        loss = criterion(out, y)
+        optimizer.zero_grad()
         loss.backward()
-        opt.step()
-
-    return step
+        optimizer.step()
+        total += loss.item() * len(y)
+        correct += (out.argmax(1) == y).sum().item()
 
 
 def main():
@@ -69,28 +69,33 @@ def main():
     results = {}
     for name in ("thesis-style", "ours"):
         torch.manual_seed(0)
-        net = model.build_model(len(data.classes)).to(device)
         ours = name == "ours"
-        if ours:
+        net = model.build_model(len(data.classes)).to(device)
+        if ours:  # what 3_training.py does (training.fit)
             net = net.to(memory_format=torch.channels_last)
-        step = step_fn(net, device, ours)
-        net.train()
+        criterion = torch.nn.CrossEntropyLoss()
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
         warm = data.images[:args.batch_size].unsqueeze(1).float().div(255)
+        net.train()
         for _ in range(2):  # first steps allocate; time the steady state for both
-            step(warm, data.targets[:args.batch_size])
+            loss = criterion(net(training.to_device(warm, device) if ours else warm.to(device)),
+                             data.targets[:args.batch_size].to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
         t0 = time.perf_counter()
-        if ours:
-            batches = dataset.batches(data, args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+        if ours:  # the real training loop of 3_training.py, 5_... and 6_...
+            training.train_one_epoch(net, criterion, optimizer, data, device, args.batch_size,
+                                     torch.Generator().manual_seed(0), desc="ours")
         else:
-            batches = torch.utils.data.DataLoader(ThesisDataset(data.paths, data.targets.tolist()),
-                                                  batch_size=args.batch_size, shuffle=True,
-                                                  num_workers=args.workers)
-        for x, y in batches:
-            step(x, y)
+            loader = torch.utils.data.DataLoader(ThesisDataset(data.paths, data.targets.tolist()),
+                                                 batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
+            thesis_epoch(net, criterion, optimizer, loader, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         results[name] = n / (time.perf_counter() - t0)
-        print(f"{name:13s}: {results[name]:8.1f} images/s (one epoch of {n} images, batch {args.batch_size}, {device})")
+        print(f"{name:13s}: {results[name]:8.1f} images/s (one epoch of {n} images, batch {args.batch_size}, "
+              f"{device}, {torch.get_num_threads()} threads)")
     print(f"speed-up: {results['ours'] / results['thesis-style']:.2f}x")
     print(f"(ours decodes the split once, before the first epoch: {len(data.paths) and decode:.1f} s for "
           f"all {args.data} images, not counted above)")

@@ -74,3 +74,17 @@ def test_record_split_with_fixed_test_records():
 def test_missing_scalograms_is_a_clear_error(tmp_path):
     proc = run_script("2_train_test_valid_split.py", "--workdir", tmp_path, check=False)
     assert proc.returncode == 2 and "scalogram folder not found" in proc.stderr
+
+
+def test_record_split_shares_are_near_the_targets():
+    # 20 records of 100 N beats, 10 of them also holding 50 V: 80/10/10 is reachable for both
+    items = [(f"N/{r}_N_{i}.png", "N", f"{r:03d}") for r in range(20) for i in range(100)]
+    items += [(f"V/{r}_V_{i}.png", "V", f"{r:03d}") for r in range(0, 20, 2) for i in range(50)]
+    a = split.split_by_record(items, 4)
+    assert a == split.split_by_record(items, 4)  # seeded: the same input gives the same split
+    for cls in ("N", "V"):
+        share = {s: sum(x == s for it, x in zip(items, a) if it[1] == cls) / sum(it[1] == cls for it in items)
+                 for s in ("train", "val", "test")}
+        assert all(abs(share[s] - t) < 1e-9 for s, t in (("train", 0.8), ("val", 0.1), ("test", 0.1))), (cls, share)
+    recs = {s: {it[2] for it, x in zip(items, a) if x == s} for s in ("train", "val", "test")}
+    assert not (recs["train"] & recs["test"] or recs["train"] & recs["val"] or recs["val"] & recs["test"])
