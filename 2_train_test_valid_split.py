@@ -6,7 +6,7 @@
 import json
 from collections import Counter
 
-from ecg import config, files, split
+from ecg import config, files, preprocess, split
 from ecg.errors import main_guard
 
 
@@ -24,7 +24,9 @@ def main():
 
     items = split.list_images(cfg.path("scalogram_dir"))
     if sp["mode"] == "record":
-        aami = cfg["preprocess"]["scheme"] == "aami"
+        # the class scheme stage 1 used, not the one this command line would use
+        made = preprocess.stored_settings(cfg.path("scalogram_dir")) or {}
+        aami = made.get("scheme", cfg["preprocess"]["scheme"]) == "aami"
         assignment = split.split_by_record(items, sp["random_state"], test_records=sp["ds2"] if aami else None,
                                            train_records=sp["ds1"] if aami else None)
     else:

@@ -9,7 +9,7 @@ import json
 import time
 
 from ecg import config, dataset, files, model, training
-from ecg.errors import main_guard
+from ecg.errors import UserError, main_guard
 
 
 @main_guard
@@ -25,6 +25,8 @@ def main():
     for key in ("epochs", "batch_size", "lr", "device"):
         cfg.set(f"train.{key}", getattr(args, key))
     t = cfg["train"]
+    if t["epochs"] < 1:
+        raise UserError(f"train.epochs = {t['epochs']}: at least 1 epoch is needed")
     training.setup(t["seed"], t["threads"])
     device = training.pick_device(t["device"])
 

@@ -70,8 +70,9 @@ def main():
 
     m, qat_logits = evaluation.evaluate_and_report(sim.model, classes, test_data, reports, "test_result_qat",
                                                    torch.device("cpu"), {"model": "AIMET W8A8 simulation (QAT)"})
-    np.savez(reports / "stage6_test_logits.npz", float=float_logits.numpy(), qat=qat_logits.numpy(),
-             targets=test_data.targets.numpy(), paths=np.array([str(p) for p in test_data.paths]))
+    files.save_with(reports / "stage6_test_logits.npz", lambda tmp: np.savez(
+        tmp, float=float_logits.numpy(), qat=qat_logits.numpy(), targets=test_data.targets.numpy(),
+        paths=np.array([str(p) for p in test_data.paths])), suffix=".npz")
     quantization.export_qdq(sim, out_dir / "ecg_model_quantized.onnx", classes, size)
     quantization.save_encodings(sim, out_dir / "ecg_model_quantized_encodings.json")
     model.save(out_dir / "ecg_model_qat.pth", sim.model.state_dict(), classes, size,

@@ -11,10 +11,11 @@ with its PyTorch source on more than 0.5 % of the test images. Also writes the C
 file that jetson/infer_trt.py needs (model_save/cwt_operator.npz).
 """
 import json
+from pathlib import Path
 
 import numpy as np
 
-from ecg import config, dataset, evaluation, files, onnx_export, scalogram
+from ecg import config, dataset, evaluation, files, onnx_export, preprocess, scalogram
 from ecg.errors import UserError, main_guard
 
 MAX_DISAGREEMENT = 0.005
@@ -28,10 +29,16 @@ def main():
     args = p.parse_args()
     cfg = config.load(args)
     out_dir, reports = cfg.path("model_dir"), cfg.path("reports_dir")
-    float_path = args.float_onnx or out_dir / "ecg_model_float.onnx"
-    qdq_path = args.qdq_onnx or out_dir / "ecg_model_quantized.onnx"
+    float_path = Path(args.float_onnx) if args.float_onnx else out_dir / "ecg_model_float.onnx"
+    qdq_path = Path(args.qdq_onnx) if args.qdq_onnx else out_dir / "ecg_model_quantized.onnx"
     ref_path = reports / "stage6_test_logits.npz"
     size = cfg["preprocess"]["image_size"]
+    # the device must preprocess as stage 1 did: take its settings from the scalogram folder's stamp
+    made = {**cfg["preprocess"], "invalid_symbols": cfg.scheme["invalid_symbols"],
+            **(preprocess.stored_settings(cfg.path("scalogram_dir")) or {})}
+    if made["cwt_context"] != "beat":
+        raise UserError(f"{cfg.path('scalogram_dir')}: made with cwt_context '{made['cwt_context']}'; the "
+                        "device's CWT operator implements the thesis' per-beat CWT only")
 
     float_m = onnx_export.load_checked(float_path, size)
     qdq_m = onnx_export.load_checked(qdq_path, size)
@@ -81,13 +88,12 @@ def main():
         if strict and agree < 1 - MAX_DISAGREEMENT:
             failures.append(f"{path}: disagrees with its PyTorch source on {(1 - agree) * 100:.2f} % of test images")
     # the operator the device needs to make scalograms without PyWavelets
-    p = cfg["preprocess"]
-    sc = scalogram.scales(p["fs"], p["freq_min"], p["freq_max"], p["wavelet"])
+    sc = scalogram.scales(made["fs"], made["freq_min"], made["freq_max"], made["wavelet"])
     files.save_with(out_dir / "cwt_operator.npz", lambda tmp: np.savez(
-        tmp, operator=scalogram.cwt_operator(p["before"] + p["after"], tuple(sc), p["wavelet"]),
-        classes=np.array(data.classes), **{k: np.array(p[k]) for k in (
-            "fs", "before", "after", "image_size", "baseline_windows_s", "align_halfwidth_s")},
-        invalid_symbols=np.array(cfg.scheme["invalid_symbols"])), suffix=".npz")
+        tmp, operator=scalogram.cwt_operator(made["before"] + made["after"], tuple(sc), made["wavelet"]),
+        classes=np.array(data.classes), **{k: np.array(made[k]) for k in (
+            "fs", "lead", "before", "after", "image_size", "baseline_windows_s", "align_halfwidth_s",
+            "invalid_symbols")}), suffix=".npz")
 
     size_ratio = qdq_path.stat().st_size / float_path.stat().st_size
     summary = {"checks": checks, "results": rows, "test_images": len(data), "qdq_to_float_size": size_ratio}

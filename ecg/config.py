@@ -43,6 +43,16 @@ def _parse_value(text):
         return text
 
 
+def _like(default, value, key):
+    """`value` checked against the type of the default it replaces (an int is a valid float)."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    kinds = (bool,) if isinstance(default, bool) else (int,) if isinstance(default, int) else (type(default),)
+    if default is None or (isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))):
+        return value
+    raise UserError(f"--set {key}={value!r}: expected a {type(default).__name__}, like the default {default!r}")
+
+
 class Config:
     def __init__(self, data, workdir):
         self.data = data
@@ -63,7 +73,7 @@ class Config:
             node = node[key]
         if leaf not in node:
             raise UserError(f"--set {dotted}: unknown key (see configs/thesis.toml)")
-        node[leaf] = value
+        node[leaf] = _like(node[leaf], value, dotted)
 
     def path(self, key):
         """A path from [paths], resolved against the working directory."""

@@ -102,13 +102,27 @@ def _complete(out, rec):
     return part.is_file() and all((out / row["path"]).is_file() for row in _read_part(part))
 
 
-def _purge(out):
-    """Remove every output a previous run with other settings recorded."""
-    for part in sorted((out / PARTS).glob("*.csv")):
+def _remove(out, parts):
+    """Remove the images the given completion marks list, then the marks."""
+    for part in parts:
         for row in _read_part(part):
             (out / row["path"]).unlink(missing_ok=True)
         part.unlink()
+
+
+def _purge(out):
+    """Remove every output a previous run with other settings recorded."""
+    _remove(out, sorted((out / PARTS).glob("*.csv")))
     (out / "manifest.csv").unlink(missing_ok=True)
+
+
+def stored_settings(out):
+    """The settings a scalogram folder was made with (None for a folder without the stamp)."""
+    stamp = Path(out) / PARTS / "settings.json"
+    try:
+        return json.loads(stamp.read_text()) if stamp.is_file() else None
+    except (OSError, ValueError):
+        raise UserError(f"{stamp}: unreadable; re-run 1_preprocessing.py --force") from None
 
 
 def run(folder, rec_list, out, settings, workers=0, force=False, batch=256, png_level=0):
@@ -125,6 +139,12 @@ def run(folder, rec_list, out, settings, workers=0, force=False, batch=256, png_
         _purge(out)
     files.write_text(stamp, key)
     files.remove_stale_temps(out)
+    # the folder holds exactly the records asked for: outputs of others (an earlier, larger run) go
+    others = sorted(p for p in (out / PARTS).glob("*.csv") if p.stem not in set(rec_list))
+    if others:
+        print(f"removing the outputs of {len(others)} records not asked for this time: "
+              + " ".join(p.stem for p in others))
+        _remove(out, others)
 
     todo = [r for r in rec_list if force or not _complete(out, r)]
     if len(todo) < len(rec_list):

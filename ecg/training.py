@@ -2,6 +2,7 @@
 (stage 5) and QAT (stage 6), in the spirit of torchvision's references/classification."""
 import copy
 import csv
+import hashlib
 import io
 import math
 import os
@@ -16,12 +17,19 @@ from tqdm import tqdm
 
 from . import files
 from .dataset import batches
+from .errors import UserError
 
 
 def pick_device(name="auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"train.device = '{name}': not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device = '{name}': no CUDA GPU is available here (use auto or cpu)")
+    return device
 
 
 def setup(seed, threads=0):
@@ -81,8 +89,9 @@ def predict(model, data, device, batch_size=256, desc="eval"):
 
 
 def evaluate(model, criterion, data, device, batch_size=256, desc="val"):
-    logits = predict(model, data, device, batch_size, desc)
-    loss = criterion(logits, data.targets).item()
+    logits = predict(model, data, device, batch_size, desc)  # on the CPU
+    weight = None if criterion.weight is None else criterion.weight.cpu()
+    loss = nn.functional.cross_entropy(logits, data.targets, weight=weight).item()
     acc = (logits.argmax(1) == data.targets).float().mean().item()
     return loss, acc
 
@@ -100,6 +109,14 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
     epochs = t["epochs"] if epochs is None else epochs
     step_size = t.get("step_size") if step_size is None else step_size
     gamma = t.get("gamma", 1.0) if gamma is None else gamma
+    if epochs < 0:
+        raise UserError(f"{desc}: epochs = {epochs}, expected 0 or more")
+    # A checkpoint is only resumed if it started from the same weights, data and settings;
+    # otherwise (say stage 3 was re-run before stage 5) it is stale and training starts afresh.
+    fingerprint = {"start_weights": state_hash(model.state_dict()), "classes": list(train_data.classes),
+                   "train_images": len(train_data), "val_images": len(val_data), "lr": lr,
+                   "step_size": step_size, "gamma": gamma, "batch_size": t["batch_size"], "seed": t["seed"]}
+    model.to(device, memory_format=torch.channels_last)  # before the optimizer: its state follows the weights
     weights = class_weights(train_data).to(device)
     criterion = nn.CrossEntropyLoss(weight=weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -109,16 +126,22 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
     if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         if ck.get("classes") != list(train_data.classes):
-            from .errors import UserError
-
             raise UserError(f"{ckpt_path}: checkpoint was trained on classes {ck.get('classes')}, the data has "
                             f"{train_data.classes}; delete it or train without --resume")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        history, best, start = ck["history"], ck["best"], ck["epoch"]
-        print(f"resuming after epoch {start} from {ckpt_path}")
-    model.to(device, memory_format=torch.channels_last)
+        changed = sorted(k for k in fingerprint if ck.get("fingerprint", {}).get(k) != fingerprint[k])
+        if changed:
+            print(f"{ckpt_path}: not resumed, it was made with another {', '.join(changed)}; starting afresh")
+        else:
+            try:
+                model.load_state_dict(ck["model"])
+            except RuntimeError as e:
+                raise UserError(f"{ckpt_path}: does not fit this model ({str(e).splitlines()[0][:200]})") from None
+            optimizer.load_state_dict(ck["optimizer"])
+            scheduler.load_state_dict(ck["scheduler"])
+            history, best, start = ck["history"], ck["best"], ck["epoch"]
+            print(f"resuming after epoch {start} from {ckpt_path}")
+    if epochs == 0:  # nothing to train (e.g. QAT skipped): the model as given is the result
+        best = {"epoch": 0, "val_acc": None, "state_dict": snapshot(model.state_dict())}
     for epoch in range(start, epochs):
         torch.manual_seed(t["seed"] + 1000 + epoch)  # dropout / stochastic depth
         gen = torch.Generator().manual_seed(t["seed"] + epoch)  # shuffle order
@@ -139,8 +162,19 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
         write_log(log_path, history)
         files.save_with(ckpt_path, lambda tmp: torch.save(
             {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "history": history, "best": best, "epoch": epoch + 1, "classes": list(train_data.classes)}, tmp))
+             "history": history, "best": best, "epoch": epoch + 1, "classes": list(train_data.classes),
+             "fingerprint": fingerprint}, tmp))
     return history, best
+
+
+def state_hash(state_dict):
+    """SHA-256 of a state dict's tensors (names, shapes, values)."""
+    h = hashlib.sha256()
+    for k, v in state_dict.items():
+        if torch.is_tensor(v):
+            h.update(f"{k}:{tuple(v.shape)}:{v.dtype}".encode())
+            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def snapshot(state_dict):

@@ -127,7 +127,7 @@ def main():
     print("engine     {} ({:.1f} MB)".format(out, os.path.getsize(out) / 1e6))
     print("precision  {} from {}".format(precision, onnx_path))
     print("GPU        {} (FP16 {}, INT8 {}), TensorRT {}".format(gpu, has_fp16, has_int8, trt.__version__))
-    print("input      {} x {}x{}x{} (batch 1..{}, optimised for {})".format(inp.name, "N", c, h, w, args.max_batch,
+    print("input      {} N x {}x{}x{} (N = 1..{}, optimised for {})".format(inp.name, c, h, w, args.max_batch,
                                                                           args.opt_batch))
     print("output     {}".format(tuple(network.get_output(0).shape)))
     print("build time {:.1f} s".format(seconds))

@@ -197,7 +197,7 @@ def classify_record(run, classes, record, operator, out_csv, batch):
 
     op = scalograms.load_operator(operator)
     t0 = time.perf_counter()
-    x, samples, symbols = scalograms.read_record(record, float(op["fs"]))
+    x, samples, symbols = scalograms.read_record(record, float(op["fs"]), int(op.get("lead", 0)))
     peaks, syms, windows = scalograms.beats_of_record(x, samples, symbols, op)
     u8 = scalograms.images(windows, op)
     inp = to_input(u8)

@@ -22,7 +22,7 @@ def load_operator(path):
     return op
 
 
-def read_record(path, fs_expected):
+def read_record(path, fs_expected, lead=0):
     try:
         import wfdb
     except ImportError:
@@ -34,7 +34,7 @@ def read_record(path, fs_expected):
     if header.fs != fs_expected:
         raise DeviceError("{}.hea: sampling rate {:g} Hz, the model expects {:g} Hz".format(path, header.fs, fs_expected))
     try:
-        x = wfdb.rdrecord(path, channels=[0]).p_signal[:, 0]
+        x = wfdb.rdrecord(path, channels=[lead]).p_signal[:, 0]
         ann = wfdb.rdann(path, "atr")
     except Exception as e:
         raise DeviceError("{}: cannot read the record and its .atr beat annotations ({})".format(path, e))
@@ -64,6 +64,9 @@ def beats_of_record(x, samples, symbols, op):
     before, after = int(op["before"]), int(op["after"])
     ok = (peaks - before >= 0) & (peaks + after < len(normalized))
     peaks, symbols = peaks[ok], symbols[ok]
+    if len(peaks) == 0:
+        raise DeviceError("the record has no complete beat window ({} samples before and {} after R)".format(
+            before, after))
     windows = normalized[peaks[:, None] + np.arange(-before, after)[None, :]]
     return peaks, symbols, windows
 

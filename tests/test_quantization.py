@@ -3,12 +3,11 @@ agreement between the QDQ ONNX and the simulated model."""
 import json
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
 from conftest import run_script
-from ecg import dataset, model, onnx_export
+from ecg import dataset, onnx_export
 
 
 def test_qat_exports_and_reports(quantized):

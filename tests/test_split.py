@@ -2,7 +2,6 @@
 shares no record; outputs are complete folders."""
 import csv
 
-import numpy as np
 from sklearn.model_selection import train_test_split
 
 from conftest import run_script

@@ -1,7 +1,6 @@
 """Stage 1 end to end on real records: pixels equal to the literal SPEC implementation,
 resume after SIGKILL, options."""
 import csv
-import os
 import signal
 import subprocess
 import sys
@@ -97,3 +96,13 @@ def test_changed_settings_need_force(mitdb, tmp_path):
     run_script("1_preprocessing.py", "--data-dir", mitdb, "--records", "232", "--out", out,
                "--cwt-context", "record", "--force")
     assert len(read_manifest(out)) == len(png_files(out)) > 300
+
+
+def test_fewer_records_leave_only_those_records(mitdb, tmp_path):
+    out = tmp_path / "s"
+    run_script("1_preprocessing.py", "--data-dir", mitdb, "--records", "232", "207", "--out", out)
+    assert {r["record"] for r in read_manifest(out)} == {"207", "232"}
+    proc = run_script("1_preprocessing.py", "--data-dir", mitdb, "--records", "232", "--out", out)
+    assert "removing the outputs of 1 records not asked for this time: 207" in proc.stdout
+    rows = read_manifest(out)
+    assert {r["record"] for r in rows} == {"232"} and sorted(r["path"] for r in rows) == png_files(out)
