@@ -83,7 +83,7 @@ def calibrate(sim, images, batch_size=64):
 
 
 def calibration_images(data, n, seed=0):
-    """n training images drawn evenly over the classes' shuffled order (fixed seed)."""
+    """n training images drawn at random (fixed seed), so classes appear in their training proportions."""
     if n < 64:
         raise UserError(f"qat.calibration_images = {n}: at least 64 calibration images are needed")
     if len(data) < n:
