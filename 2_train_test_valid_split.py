@@ -24,9 +24,7 @@ def main():
 
     items = split.list_images(cfg.path("scalogram_dir"))
     if sp["mode"] == "record":
-        # the class scheme stage 1 used, not the one this command line would use
-        made = preprocess.stored_settings(cfg.path("scalogram_dir")) or {}
-        aami = made.get("scheme", cfg["preprocess"]["scheme"]) == "aami"
+        aami = preprocess.made_with(cfg)["scheme"] == "aami"  # the scheme stage 1 used
         assignment = split.split_by_record(items, sp["random_state"], test_records=sp["ds2"] if aami else None,
                                            train_records=sp["ds1"] if aami else None)
     else:

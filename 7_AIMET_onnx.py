@@ -33,9 +33,7 @@ def main():
     qdq_path = Path(args.qdq_onnx) if args.qdq_onnx else out_dir / "ecg_model_quantized.onnx"
     ref_path = reports / "stage6_test_logits.npz"
     size = cfg["preprocess"]["image_size"]
-    # the device must preprocess as stage 1 did: take its settings from the scalogram folder's stamp
-    made = {**cfg["preprocess"], "invalid_symbols": cfg.scheme["invalid_symbols"],
-            **(preprocess.stored_settings(cfg.path("scalogram_dir")) or {})}
+    made = preprocess.made_with(cfg)  # the device must preprocess as stage 1 did
     if made["cwt_context"] != "beat":
         raise UserError(f"{cfg.path('scalogram_dir')}: made with cwt_context '{made['cwt_context']}'; the "
                         "device's CWT operator implements the thesis' per-beat CWT only")

@@ -125,6 +125,13 @@ def stored_settings(out):
         raise UserError(f"{stamp}: unreadable; re-run 1_preprocessing.py --force") from None
 
 
+def made_with(cfg):
+    """The preprocessing settings behind cfg's scalogram folder: its stamp where there is one
+    (stage 1 may have run with other flags than a later stage), else the config's."""
+    return {**cfg["preprocess"], "invalid_symbols": cfg.scheme["invalid_symbols"],
+            **(stored_settings(cfg.path("scalogram_dir")) or {})}
+
+
 def run(folder, rec_list, out, settings, workers=0, force=False, batch=256, png_level=0):
     """Process `rec_list` into `out`; return the number of beats written in this run."""
     out = Path(out)
@@ -140,7 +147,8 @@ def run(folder, rec_list, out, settings, workers=0, force=False, batch=256, png_
     files.write_text(stamp, key)
     files.remove_stale_temps(out)
     # the folder holds exactly the records asked for: outputs of others (an earlier, larger run) go
-    others = sorted(p for p in (out / PARTS).glob("*.csv") if p.stem not in set(rec_list))
+    wanted = set(rec_list)
+    others = sorted(p for p in (out / PARTS).glob("*.csv") if p.stem not in wanted)
     if others:
         print(f"removing the outputs of {len(others)} records not asked for this time: "
               + " ".join(p.stem for p in others))
