@@ -13,13 +13,12 @@ from ecg.errors import main_guard
 @main_guard
 def main():
     p = config.parser(__doc__.splitlines()[0])
-    p.add_argument("--by", choices=["random", "record"], help="split mode (split.mode)")
-    p.add_argument("--src", help="scalogram folder (paths.scalogram_dir)")
+    config.flag(p, "--by", "split.mode", choices=["random", "record"],
+                help="random: beats drawn at random, stratified (thesis, intra-patient); record: no record in "
+                     "two splits (inter-patient)")
+    config.flag(p, "--src", "paths.scalogram_dir", help="scalogram folder written by stage 1")
     args = p.parse_args()
     cfg = config.load(args)
-    cfg.set("split.mode", args.by)
-    if args.src:
-        cfg.set("paths.scalogram_dir", args.src)
     sp = cfg["split"]
 
     items = split.list_images(cfg.path("scalogram_dir"))
@@ -32,7 +31,8 @@ def main():
 
     dirs = {"train": cfg.path("train_dir"), "val": cfg.path("val_dir"), "test": cfg.path("test_dir")}
     files.check_writable(dirs["train"].parent)
-    how = split.place(items, assignment, cfg.path("scalogram_dir"), dirs)
+    how = split.place(items, assignment, cfg.path("scalogram_dir"), dirs, prepare=lambda staged: (
+        split.write_split_manifests(cfg.path("scalogram_dir"), items, assignment, staged)))
     split.write_split_csv(dirs["train"].parent / "split.csv", items, assignment)
 
     recs, shared = split.shared_records(items, assignment)

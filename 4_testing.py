@@ -1,27 +1,34 @@
-"""Stage 4b: evaluate a model on test_images: confusion matrix, per-class P/R/F1, AAMI Se/+P/Sp,
-macro and weighted F1, images/s and batch-1 latency.
+"""Stage 4: evaluate a trained model on test_images and write the test report.
 
-    python 4_testing.py [--model model_save/ecg_model.pth] [--data DIR] [--name test_result]
+The report: confusion matrix, per-class P/R/F1, AAMI Se/+P/Sp, macro and weighted F1, images/s
+and batch-1 latency.
+
+    python 4_testing.py [--model FILE] [--data DIR] [--name test_result]
+
+The model defaults to stage 3's (artifacts.trained_model); stage 5 writes the same report for
+the pruned model.
 """
-from ecg import config, dataset, evaluation, model, training
+from ecg import config, dataset, evaluation, model, split, training
 from ecg.errors import main_guard
 
 
 @main_guard
 def main():
     p = config.parser(__doc__.splitlines()[0])
-    p.add_argument("--model", help="model file (default: model_save/ecg_model.pth)")
-    p.add_argument("--data", help="test folder (default: paths.test_dir)")
-    p.add_argument("--name", default="test_result", help="report name under reports/")
-    p.add_argument("--device")
+    p.add_argument("--model", help=f"model file (default: {config.default_artifact('trained_model')})")
+    config.flag(p, "--data", "paths.test_dir", help="test folder")
+    p.add_argument("--name", default="test_result",
+                   help="report name: reports/NAME.txt, .json and a confusion matrix (default: %(default)s)")
+    config.flag(p, "--device", "train.device", help="auto, cpu, cuda, cuda:1, ...")
     args = p.parse_args()
     cfg = config.load(args)
-    cfg.set("train.device", args.device)
     training.setup(cfg["train"]["seed"], cfg["train"]["threads"])
     device = training.pick_device(cfg["train"]["device"])
-    path = args.model or cfg.path("model_dir") / "ecg_model.pth"
+    path = args.model or cfg.artifact("trained_model")
     net, meta = model.load(path)
-    data = dataset.ScalogramDataset(args.data or cfg.path("test_dir"), classes=meta["classes"])
+    _, _, test_dir = split.checked_dirs(cfg)
+    data = dataset.ScalogramDataset(test_dir, classes=meta["classes"],
+                                    rr_features=meta.get("rr_features"))
     evaluation.evaluate_and_report(net, meta["classes"], data, cfg.path("reports_dir"), args.name, device, {"model": str(path)})
 
 

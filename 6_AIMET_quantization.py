@@ -3,9 +3,11 @@ the TensorRT-ready exports.
 
     python 6_AIMET_quantization.py [--epochs 20] [--calibration-images 1000] [--resume]
 
-Writes into model_save/: ecg_model_quantized.onnx (explicit Q/DQ, opset 13, int8, zero point 0:
-TensorRT INT8), ecg_model_float.onnx (BN-folded float, opset 13: FP16 engines, e.g. the Jetson
-Nano), ecg_model_quantized_encodings.json, ecg_model_qat.pth (QAT weights + encodings, loads
+Writes into model_save/: ecg_model_quantized.onnx (explicit Q/DQ, opset 13: float weights ->
+QuantizeLinear -> DequantizeLinear per channel, int8, zero point 0: TensorRT 8.2-10 INT8),
+ecg_model_quantized_trt10.onnx (the same with INT8-stored weights, ~3.5x smaller: TensorRT >= 10
+and ONNX Runtime only), ecg_model_float.onnx (BN-folded float, opset 13: FP16 engines, e.g. the
+Jetson Nano), ecg_model_quantized_encodings.json, ecg_model_qat.pth (QAT weights + encodings, loads
 with weights_only=True); into reports/: weight-range boxplots, qat_log.csv, test_result_qat.*,
 and the test-set logits of both PyTorch models for stage 7's agreement check.
 """
@@ -15,28 +17,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecg import config, dataset, evaluation, files, model, quantization, training
+from ecg import config, dataset, evaluation, files, model, onnx_export, quantization, training
 from ecg.errors import main_guard
 
 
 @main_guard
 def main():
     p = config.parser(__doc__.splitlines()[0])
-    p.add_argument("--model", help="pruned model (default: model_save/ecg_model_compact.pth)")
-    p.add_argument("--epochs", type=int, help="QAT epochs (qat.epochs)")
-    p.add_argument("--calibration-images", type=int, help="images for compute_encodings (qat.calibration_images)")
-    p.add_argument("--quant-scheme", choices=["tf_enhanced", "tf"], help="qat.quant_scheme")
+    p.add_argument("--model", help=f"pruned model (default: {config.default_artifact('pruned_model')})")
+    config.flag(p, "--epochs", "qat.epochs", help="QAT epochs")
+    config.flag(p, "--lr", "qat.lr", help="QAT learning rate (Adam)")
+    config.flag(p, "--batch-size", "qat.batch_size", help="QAT batch size")
+    config.flag(p, "--calibration-images", "qat.calibration_images", help="training images for compute_encodings")
+    config.flag(p, "--quant-scheme", "qat.quant_scheme", choices=["tf_enhanced", "tf"],
+                help="AIMET scheme of the initial encodings")
     p.add_argument("--resume", action="store_true", help="continue an interrupted QAT")
     args = p.parse_args()
     cfg = config.load(args)
-    cfg.set("qat.epochs", args.epochs)
-    cfg.set("qat.calibration_images", args.calibration_images)
-    cfg.set("qat.quant_scheme", args.quant_scheme)
     q, t = cfg["qat"], cfg["train"]
     training.setup(t["seed"], t["threads"])
     device = training.pick_device(t["device"])
     out_dir, reports = cfg.path("model_dir"), cfg.path("reports_dir")
-    src = Path(args.model) if args.model else out_dir / "ecg_model_compact.pth"
+    src = Path(args.model) if args.model else cfg.artifact("pruned_model")
     net, meta = model.load(src)
     classes, size = meta["classes"], meta["input_size"][-1]
     train_data = dataset.ScalogramDataset(cfg.path("train_dir"), classes=classes)
@@ -53,16 +55,16 @@ def main():
     quantization.plot_weight_ranges(reports / "weight_ranges_cle.png", before,
                                     quantization.weight_ranges(net, q["boxplot_layer"]), q["boxplot_layer"])
     print(f"folded {folding['batch_norms'] - folding['batch_norms_left']} of {folding['batch_norms']} batch norms")
-    quantization.export_float(net, out_dir / "ecg_model_float.onnx", classes, size)
+    onnx_export.export_float(net, cfg.artifact("float_onnx"), classes, model.example_inputs(meta))
     float_logits = training.predict(net, test_data, torch.device("cpu"), desc="float")
 
     # W8A8 sim, encodings from real training images, then QAT validated on val_images
     sim = quantization.sim_model(copy.deepcopy(net), quantization.write_config(out_dir), q["quant_scheme"], size)
     print(f"compute_encodings on {len(calib)} training images ({q['quant_scheme']}) ...", flush=True)
     quantization.calibrate(sim, calib)
-    history, best = training.fit(sim.model, train_data, val_data, t, device, out_dir / "ecg_model_qat.ckpt.pth",
-                                 reports / "qat_log.csv", resume=args.resume, lr=q["lr"], epochs=q["epochs"],
-                                 step_size=0, gamma=1.0, desc="QAT")
+    history, best = training.fit(sim.model, train_data, val_data, cfg.section("qat"), device,
+                                 out_dir / "ecg_model_qat.ckpt.pth", reports / "qat_log.csv", resume=args.resume,
+                                 desc="QAT")
     sim.model.load_state_dict(best["state_dict"])
     sim.model.cpu().eval()
     if history:
@@ -73,12 +75,15 @@ def main():
     files.save_with(reports / "stage6_test_logits.npz", lambda tmp: np.savez(
         tmp, float=float_logits.numpy(), qat=qat_logits.numpy(), targets=test_data.targets.numpy(),
         paths=np.array([str(p) for p in test_data.paths])), suffix=".npz")
-    quantization.export_qdq(sim, out_dir / "ecg_model_quantized.onnx", classes, size)
+    onnx_export.export_qdq(sim, cfg.artifact("quantized_onnx"), classes, model.example_inputs(meta))
+    onnx_export.export_qdq(sim, cfg.artifact("quantized_onnx_int8_weights"), classes, model.example_inputs(meta),
+                           int8_weights=True)
     quantization.save_encodings(sim, out_dir / "ecg_model_quantized_encodings.json")
     model.save(out_dir / "ecg_model_qat.pth", sim.model.state_dict(), classes, size,
                shapes=meta.get("layer_shapes"), qat={"quant_scheme": q["quant_scheme"], "epochs": len(history),
                                                     "best_epoch": best["epoch"] if best else None})
-    print(f"wrote {out_dir / 'ecg_model_quantized.onnx'} and {out_dir / 'ecg_model_float.onnx'}")
+    print(f"wrote {cfg.artifact('quantized_onnx')}, {cfg.artifact('quantized_onnx_int8_weights')} and "
+          f"{cfg.artifact('float_onnx')}")
 
 
 if __name__ == "__main__":

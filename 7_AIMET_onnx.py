@@ -1,121 +1,67 @@
-"""Stage 7: check every exported ONNX and evaluate it with ONNX Runtime on test_images.
+"""Stage 7: check every ONNX export (with TensorRT 8.2's parser rules) and evaluate it on test_images.
 
     python 7_AIMET_onnx.py
 
-Checks: onnx.checker, opset 13, Q/DQ node counts, int8 weights with zero point 0 on every
-quantized Conv/Gemm. Runs: the float ONNX; the QDQ ONNX with ORT_DISABLE_ALL (exact Q/DQ
-semantics) and with ORT's own int8 kernels (ORT_ENABLE_ALL, labelled as such); and the thesis'
-quantize_dynamic variant (model_save/ecg_model_quantized_int8.onnx, not loadable by TensorRT).
-Writes reports/onnx_summary.{txt,json}; fails (exit 2) when the float or QDQ export disagrees
-with its PyTorch source on more than 0.5 % of the test images. Also writes the CWT operator
-file that jetson/infer_trt.py needs (model_save/cwt_operator.npz).
+Reads the float and Q/DQ ONNX of stage 6 (and the INT8-weight Q/DQ, if there), writes the FP16
+conversion of the float ONNX (model_save/ecg_model_fp16.onnx) and the thesis' quantize_dynamic
+variant (model_save/ecg_model_quantized_int8.onnx, not loadable by TensorRT), checks each file
+(onnx.checker, this pipeline's interface, ecg/trt_compat.py's TensorRT 8.2 rules) and evaluates
+each one: accuracy, macro F1, argmax agreement with its reference, size, latency, into
+reports/onnx_summary.{txt,json}. Fails (exit 2) when the float, Q/DQ or FP16 file breaks a
+TensorRT 8.2 rule, or disagrees with its reference (PyTorch model, AIMET simulation, FP32 ONNX)
+on more than 0.5 % of the test images. Also writes model_save/cwt_operator.npz, the CWT
+operator jetson/infer_trt.py needs.
 """
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ecg import config, dataset, evaluation, files, onnx_export, preprocess, scalogram
+from ecg import config, dataset, files, onnx_check, onnx_export, preprocess, scalogram
 from ecg.errors import UserError, main_guard
-
-MAX_DISAGREEMENT = 0.005
 
 
 @main_guard
 def main():
     p = config.parser(__doc__.splitlines()[0])
-    p.add_argument("--float-onnx", help="default: model_save/ecg_model_float.onnx")
-    p.add_argument("--qdq-onnx", help="default: model_save/ecg_model_quantized.onnx")
+    p.add_argument("--float-onnx", help=f"float ONNX (default: {config.default_artifact('float_onnx')})")
+    p.add_argument("--qdq-onnx", help=f"Q/DQ ONNX (default: {config.default_artifact('quantized_onnx')})")
+    p.add_argument("--no-timing", action="store_true", help="skip the latency measurements")
     args = p.parse_args()
     cfg = config.load(args)
-    out_dir, reports = cfg.path("model_dir"), cfg.path("reports_dir")
-    float_path = Path(args.float_onnx) if args.float_onnx else out_dir / "ecg_model_float.onnx"
-    qdq_path = Path(args.qdq_onnx) if args.qdq_onnx else out_dir / "ecg_model_quantized.onnx"
+    reports, size = cfg.path("reports_dir"), cfg["preprocess"]["image_size"]
+    paths = {"float": Path(args.float_onnx) if args.float_onnx else cfg.artifact("float_onnx"),
+             "qdq": Path(args.qdq_onnx) if args.qdq_onnx else cfg.artifact("quantized_onnx")}
     ref_path = reports / "stage6_test_logits.npz"
-    size = cfg["preprocess"]["image_size"]
-    made = preprocess.made_with(cfg)  # the device must preprocess as stage 1 did
-    if made["cwt_context"] != "beat":
-        raise UserError(f"{cfg.path('scalogram_dir')}: made with cwt_context '{made['cwt_context']}'; the "
-                        "device's CWT operator implements the thesis' per-beat CWT only")
 
-    float_m = onnx_export.load_checked(float_path, size)
-    qdq_m = onnx_export.load_checked(qdq_path, size)
-    checks = {"float": {"opset": onnx_export.opset(float_m)}, "qdq": {"opset": onnx_export.opset(qdq_m),
-                                                                      **onnx_export.qdq_check(qdq_m)}}
-    for name, c in checks.items():
-        if c["opset"] != 13:
-            raise UserError(f"{float_path if name == 'float' else qdq_path}: opset {c['opset']}, TensorRT 8.2 needs 13")
-    if checks["qdq"]["problems"] or not checks["qdq"]["quantize_linear"]:
-        raise UserError(f"{qdq_path}: not a TensorRT-ready Q/DQ model: "
-                        + "; ".join(checks["qdq"]["problems"] or ["no QuantizeLinear nodes"]))
+    onnx_check.check_files(paths, size)  # before any work: the files TensorRT gets pass its rules
     if not ref_path.is_file():
         raise UserError(f"{ref_path}: missing (written by 6_AIMET_quantization.py)")
     ref = np.load(ref_path)
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    dyn_path = out_dir / "ecg_model_quantized_int8.onnx"
-    files.save_with(dyn_path, lambda tmp: quantize_dynamic(str(float_path), tmp, weight_type=QuantType.QInt8),
-                    suffix=".onnx")
-
     data = dataset.ScalogramDataset(cfg.path("test_dir"))
     if [str(p) for p in data.paths] != [str(p) for p in ref["paths"]]:
         raise UserError(f"{cfg.path('test_dir')}: not the test set stage 6 evaluated; re-run 6_AIMET_quantization.py")
-    images = data.images.unsqueeze(1).float().div(255).numpy()
-    y = data.targets.numpy()
-    variants = [("float ONNX (ORT)", float_path, True, ref["float"], True),
-                ("QDQ ONNX, ORT_DISABLE_ALL (exact Q/DQ semantics)", qdq_path, False, ref["qat"], True),
-                ("QDQ ONNX, ORT int8 kernels (ORT_ENABLE_ALL; not TensorRT's numbers)", qdq_path, True, ref["qat"], False),
-                ("quantize_dynamic int8 (thesis; not loadable by TensorRT)", dyn_path, True, ref["float"], False)]
-    rows, failures = [], []
-    for label, path, optimize, source, strict in variants:
-        try:
-            sess = onnx_export.session(path, optimize)
-        except UserError as e:
-            if strict:
-                raise
-            rows.append({"variant": label, "file": path.name, "error": str(e)})
-            continue
-        logits = onnx_export.run_all(sess, images)
-        pred = logits.argmax(1)
-        m = evaluation.metrics(y, pred, data.classes)
-        agree = float((pred == source.argmax(1)).mean())
-        rows.append({"variant": label, "file": path.name, "bytes": path.stat().st_size, "accuracy": m["accuracy"],
-                     "macro_f1": m["macro_f1"], "agreement_with_pytorch": agree,
-                     **onnx_export.latency(sess, images[0])})
-        if strict and agree < 1 - MAX_DISAGREEMENT:
-            failures.append(f"{path}: disagrees with its PyTorch source on {(1 - agree) * 100:.2f} % of test images")
-    # the operator the device needs to make scalograms without PyWavelets
-    sc = scalogram.scales(made["fs"], made["freq_min"], made["freq_max"], made["wavelet"])
-    files.save_with(out_dir / "cwt_operator.npz", lambda tmp: np.savez(
-        tmp, operator=scalogram.cwt_operator(made["before"] + made["after"], tuple(sc), made["wavelet"]),
-        classes=np.array(data.classes), **{k: np.array(made[k]) for k in (
-            "fs", "lead", "before", "after", "image_size", "baseline_windows_s", "align_halfwidth_s",
-            "invalid_symbols")}), suffix=".npz")
+    scalogram.write_device_operator(cfg.artifact("cwt_operator"), preprocess.made_with(cfg), data.classes,
+                                    source=cfg.path("scalogram_dir"))
 
-    size_ratio = qdq_path.stat().st_size / float_path.stat().st_size
-    summary = {"checks": checks, "results": rows, "test_images": len(data), "qdq_to_float_size": size_ratio}
+    paths["fp16"], paths["dynamic"] = cfg.artifact("fp16_onnx"), cfg.artifact("dynamic_int8_onnx")
+    onnx_export.convert_fp16(paths["float"], paths["fp16"])
+    onnx_export.quantize_dynamic_int8(paths["float"], paths["dynamic"])
+    if cfg.artifact("quantized_onnx_int8_weights").is_file():  # optional: TensorRT >= 10 / ONNX Runtime only
+        paths["qdq_int8_weights"] = cfg.artifact("quantized_onnx_int8_weights")
+    tensorrt, qdq = onnx_check.check_files(paths, size)
+    images = data.images.unsqueeze(1).float().div(255).numpy()
+    references = {"PyTorch float": ref["float"], "AIMET sim": ref["qat"]}
+    rows, failures = onnx_check.evaluate_variants(onnx_check.stage7_variants(paths), references, images,
+                                                  data.targets.numpy(), data.classes, time_it=not args.no_timing)
+
+    summary = {"qdq": qdq, "tensorrt": tensorrt, "results": rows, "test_images": len(data)}
     files.write_text(reports / "onnx_summary.json", json.dumps(summary, indent=2))
-    text = format_table(summary)
+    text = onnx_check.format_table(summary)
     files.write_text(reports / "onnx_summary.txt", text)
     print(text)
     if failures:
         raise UserError("; ".join(failures))
-
-
-def format_table(s):
-    q = s["checks"]["qdq"]
-    lines = [f"QDQ ONNX: opset {q['opset']}, {q['quantize_linear']} QuantizeLinear, {q['dequantize_linear']} "
-             f"DequantizeLinear, {q['quantized_conv_gemm']} Conv/Gemm with int8 weights (zero point 0); "
-             f"size {s['qdq_to_float_size']:.3f} of the float ONNX",
-             f"{'variant':70s} {'size kB':>8} {'acc':>7} {'macroF1':>8} {'agree':>7} {'b1 ms':>7} {'b64 ms':>8}"]
-    for r in s["results"]:
-        if "error" in r:
-            lines.append(f"{r['variant']:70s} {r['error']}")
-        else:
-            lines.append(f"{r['variant']:70s} {r['bytes'] / 1024:8.0f} {r['accuracy']:7.4f} {r['macro_f1']:8.4f} "
-                         f"{r['agreement_with_pytorch'] * 100:6.2f}% {r['batch1_ms']:7.2f} {r['batch64_ms']:8.1f}")
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 # make pipeline  - the whole pipeline, thesis config (outputs under WORKDIR, default: here)
 # make demo      - the same on the quick profile (a few records, short training) in runs/quick
-# make test      - the test suite;  make bench - the speed benchmarks
+# make aami      - the new-patient profile (AAMI classes, DS1 -> DS2, RR features) in runs/aami
+# make test      - the test suite;  make test-fast - its unit tier (no MIT-BIH data, no training)
+# make bench     - the speed benchmarks
 # Each target creates .venv and installs requirements.txt first (skipped when up to date).
 
 SHELL := /bin/bash
@@ -8,12 +10,16 @@ PYTHON ?= python3
 PY := .venv/bin/python
 WORKDIR ?= .
 ARGS ?=
-# In this repository's own environment the read-only MIT-BIH copy beside it is used.
+# MIT-BIH: MITDB_DIR from the environment (CI sets it); else a copy beside the checkout if there is
+# one; else stage 1 uses (and downloads into) data/mitdb.
 ifneq ($(wildcard ../shared/mitdb/RECORDS),)
-export MITDB_DIR ?= $(abspath ../shared/mitdb)
+MITDB_DIR ?= $(abspath ../shared/mitdb)
+endif
+ifdef MITDB_DIR
+export MITDB_DIR
 endif
 
-.PHONY: venv pipeline demo test bench clean-demo
+.PHONY: venv pipeline demo aami aami-demo test test-fast bench clean-demo
 
 .venv/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv .venv
@@ -25,6 +31,9 @@ venv: .venv/.installed
 CONFIG ?=
 DEVICE_RECORD ?= 119
 RUN = --workdir $(WORKDIR) $(CONFIG)
+# Where a file passed between stages lives, asked from the config (its one home), e.g.
+# $(call where,artifact,float_onnx) or $(call where,path,test_dir); absolute paths.
+where = $(shell $(PY) -m ecg.config $(RUN) $(1) $(2))
 
 # Each stage skips or resumes work already done, so an interrupted pipeline is simply re-run.
 pipeline: venv
@@ -35,21 +44,36 @@ pipeline: venv
 	$(PY) 5_magnitude_channel_pruning.py $(RUN) --resume
 	$(PY) 6_AIMET_quantization.py $(RUN) --resume
 	$(PY) 7_AIMET_onnx.py $(RUN)
-	set -o pipefail; cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(abspath $(WORKDIR))/model_save/ecg_model_float.onnx \
-	  --images $(abspath $(WORKDIR))/data/test_images --repeats 50 | tee $(abspath $(WORKDIR))/reports/jetson_ort_images.txt
-	set -o pipefail; cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(abspath $(WORKDIR))/model_save/ecg_model_quantized.onnx \
-	  --record $${MITDB_DIR:-$(abspath $(WORKDIR))/data/mitdb}/$(DEVICE_RECORD) --operator $(abspath $(WORKDIR))/model_save/cwt_operator.npz \
-	  --out $(abspath $(WORKDIR))/reports/jetson_beats_$(DEVICE_RECORD).csv | tee $(abspath $(WORKDIR))/reports/jetson_ort_record.txt
+	set -o pipefail; cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(call where,artifact,float_onnx) \
+	  --images $(call where,path,test_dir) --repeats 50 | tee $(call where,path,reports_dir)/jetson_ort_images.txt
+	set -o pipefail; cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(call where,artifact,quantized_onnx) \
+	  --record $${MITDB_DIR:-$(call where,path,data_dir)}/$(DEVICE_RECORD) --beats detect --score --operator $(call where,artifact,cwt_operator) \
+	  --out $(call where,path,reports_dir)/jetson_beats_$(DEVICE_RECORD).csv | tee $(call where,path,reports_dir)/jetson_ort_record.txt
+
+	$(PY) -m ecg.summary $(RUN)
 
 demo:
 	$(MAKE) pipeline WORKDIR=runs/quick CONFIG="--config configs/quick.toml"
 
+# The new-patient profile: AAMI classes, DS1 -> DS2, RR features (hours on a CPU; resumable)
+aami:
+	$(MAKE) pipeline WORKDIR=runs/aami CONFIG="--config configs/aami.toml" DEVICE_RECORD=208
+
+# The same on the quick settings (a few records, one short epoch), in demo-like time
+aami-demo:
+	$(MAKE) pipeline WORKDIR=runs/aami-quick DEVICE_RECORD=208 \
+	  CONFIG="--config configs/aami.toml --config configs/quick.toml --set train.max_per_class=800"
+
 test: venv
 	$(PY) -m pytest -q tests
 
+test-fast: venv
+	$(PY) -m pytest -q -m "not data and not slow" tests
+
 bench: venv
 	$(PY) bench/bench_preprocessing.py
-	$(PY) bench/bench_training.py --data $(WORKDIR)/data/train_images
+	$(PY) bench/bench_detection.py
+	$(PY) bench/bench_training.py --data $(call where,path,train_dir)
 
 clean-demo:
 	rm -rf runs/quick

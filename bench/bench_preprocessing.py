@@ -19,7 +19,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-import spec_stage1  # noqa: E402  (the literal SPEC implementation the tests use)
+import spec_stage1  # noqa: E402  (the literal thesis stage 1 the tests use)
 from ecg import config, preprocess  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""From a raw lead to labelled, R-aligned, amplitude-normalised beats (SPEC stage 1, steps 2-6)."""
+"""From a raw lead to labelled, R-aligned, amplitude-normalised beats (docs/design.md, stage 1, steps 2-6)."""
 import numpy as np
 from scipy.signal import medfilt
 

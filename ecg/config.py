@@ -1,15 +1,19 @@
 """Settings: configs/thesis.toml holds every default; --config FILE and --set KEY=VALUE override.
 
-A script builds its parser with `parser()`, adds its own flags, and calls `load(args)`; script
-flags that mirror a config key (e.g. --workers) are applied with `Config.set`.
+A script builds its parser with `parser()`, declares each flag that mirrors a config key once
+with `flag(p, "--epochs", "train.epochs", help=...)` (its --help shows the config's default),
+adds its other flags, and calls `load(args)`, which applies them. See docs/design.md.
+
+    python -m ecg.config [--workdir DIR] [--config FILE] artifact trained_model   # prints a path
 """
 import argparse
 import copy
+import functools
 import os
 import tomllib
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, main_guard
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "thesis.toml"
@@ -29,10 +33,25 @@ def _read_toml(path):
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
+    except FileNotFoundError as e:
+        raise UserError(f"{path}: config file not found") from e
     except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: not a valid TOML config ({e})") from None
+        raise UserError(f"{path}: not a valid TOML config ({e})") from e
+
+
+@functools.lru_cache(maxsize=1)
+def _defaults():
+    return _read_toml(DEFAULT_CONFIG)
+
+
+def default(dotted):
+    """A key's value in configs/thesis.toml, e.g. default("train.epochs") -> 10."""
+    node = _defaults()
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise KeyError(f"{dotted}: not a key of {DEFAULT_CONFIG.name}")
+        node = node[key]
+    return copy.deepcopy(node)
 
 
 def _parse_value(text):
@@ -80,6 +99,18 @@ class Config:
         p = Path(self.data["paths"][key]).expanduser()
         return p if p.is_absolute() else self.workdir / p
 
+    def artifact(self, key):
+        """A file passed between stages ([artifacts]), in paths.model_dir."""
+        names = self.data["artifacts"]
+        if key not in names:
+            raise KeyError(f"no artifact '{key}' in [artifacts]")
+        return self.path("model_dir") / names[key]
+
+    def section(self, name, base="train"):
+        """Section `name` on top of section `base`: e.g. fine-tuning settings ([prune]) with the
+        keys they do not set (seed, threads, device) taken from [train]."""
+        return {**self.data[base], **self.data[name]}
+
     @property
     def scheme(self):
         name = self.data["preprocess"]["scheme"]
@@ -88,19 +119,45 @@ class Config:
         return self.data["schemes"][name]
 
 
+def default_artifact(key):
+    """An artifact's default location relative to --workdir, for help texts."""
+    return f"{default('paths.model_dir')}/{default('artifacts.' + key)}"
+
+
 def parser(description):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", action="append", default=[], metavar="FILE",
                    help="TOML file overriding configs/thesis.toml (repeatable)")
     p.add_argument("--workdir", default=os.environ.get("ECG_WORKDIR", "."),
-                   help="folder all outputs go under (default: current folder)")
+                   help="folder all outputs go under; relative [paths] are resolved against it "
+                        "(default: $ECG_WORKDIR, else the current folder)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set train.epochs=3")
+    p.set_defaults(config_flags={})
     return p
 
 
+def flag(p, name, key, help, **kw):
+    """Declare the flag `name` for the config key `key` (e.g. "train.epochs"), once.
+
+    The argument's type comes from the config default unless given, its --help ends with that
+    default, and `load` applies the value given on the command line over every config file and
+    --set (a [paths] value given on the command line is relative to the current folder, as a
+    shell user expects; in a config file, to --workdir). Extra keyword arguments go to
+    add_argument (choices, nargs, metavar, type).
+    """
+    value = default(key)
+    if "type" not in kw and not isinstance(value, (list, bool)):
+        kw["type"] = type(value)
+    shown = " ".join(map(str, value)) if isinstance(value, list) else value
+    action = p.add_argument(name, help=f"{help} (default: {shown if shown != '' else 'none'}; config {key})",
+                            default=None, **kw)
+    p.get_default("config_flags")[action.dest] = key
+    return action
+
+
 def load(args):
-    data = _read_toml(DEFAULT_CONFIG)
+    data = copy.deepcopy(_defaults())
     for extra in args.config:
         _merge(data, _read_toml(extra))
     cfg = Config(data, args.workdir)
@@ -109,4 +166,26 @@ def load(args):
             raise UserError(f"--set {item}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         cfg.set(key.strip(), _parse_value(value.strip()))
+    for dest, key in getattr(args, "config_flags", {}).items():
+        value = getattr(args, dest)
+        if key.startswith("paths.") and value is not None:  # typed in a shell: relative to the current folder
+            value = os.path.abspath(os.path.expanduser(value))
+        cfg.set(key, value)
     return cfg
+
+
+def main(argv=None):
+    """Print the full path of an artifact or a [paths] entry (for the Makefile)."""
+    p = parser("Print the path of a file or folder the pipeline passes between stages.")
+    p.add_argument("kind", choices=["artifact", "path"], help="an [artifacts] file or a [paths] entry")
+    p.add_argument("key", help="e.g. float_onnx, trained_model, test_dir, reports_dir")
+    args = p.parse_args(argv)
+    cfg = load(args)
+    names = cfg["artifacts" if args.kind == "artifact" else "paths"]
+    if args.key not in names:
+        raise UserError(f"no {args.kind} '{args.key}' (known: {', '.join(names)})")
+    print(cfg.artifact(args.key) if args.kind == "artifact" else cfg.path(args.key))
+
+
+if __name__ == "__main__":
+    main_guard(main)()

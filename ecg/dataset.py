@@ -30,7 +30,10 @@ def class_key(name):
 
 
 class ScalogramDataset(torch.utils.data.Dataset):
-    def __init__(self, root, classes=None, size=100, progress=True):
+    """`rr_features`: names of per-beat features to load beside each image from the split
+    folder's manifest.csv (stage 2 copies stage 1's); items are then ((image, rr), label)."""
+
+    def __init__(self, root, classes=None, size=100, progress=True, rr_features=None):
         self.root = Path(root)
         found = class_folders(self.root)
         self.classes = list(classes) if classes is not None else found
@@ -50,12 +53,15 @@ class ScalogramDataset(torch.utils.data.Dataset):
                                    mininterval=1)):
             images[i] = read_image(p, size)
         self.images = torch.from_numpy(images)
+        self.rr_features = list(rr_features) if rr_features else None
+        self.rr = read_rr(self.root, self.paths, self.rr_features) if self.rr_features else None
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return self.images[i].unsqueeze(0).float().div(255), self.targets[i]
+        x = self.images[i].unsqueeze(0).float().div(255)
+        return ((x, self.rr[i]) if self.rr is not None else x), self.targets[i]
 
     def counts(self):
         return torch.bincount(self.targets, minlength=len(self.classes))
@@ -78,10 +84,68 @@ def read_image(path, size=100):
     return image
 
 
-def batches(dataset, batch_size, shuffle=False, generator=None):
-    """(x, y) batches straight from the in-memory tensors: x float in [0, 1], shape (B, 1, H, W)."""
+def read_rr(root, paths, names):
+    """(images, features) float32 tensor of the named RR features, row i for paths[i], from
+    root/manifest.csv; a clear error when the folder has no such columns or values are bad."""
+    import csv
+    import math
+
+    manifest = Path(root) / "manifest.csv"
+    fix = ("run 1_preprocessing.py with preprocess.rr_features = true, then 2_train_test_valid_split.py")
+    if not manifest.is_file():
+        raise UserError(f"{manifest}: not found; the model takes RR features, which come from the split's "
+                        f"manifest ({fix})")
+    with open(manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [n for n in names if n not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{manifest}: no RR feature columns {', '.join(missing)} ({fix})")
+        rows = {row["path"]: row for row in reader}
+    out = np.empty((len(paths), len(names)), np.float32)
+    for i, p in enumerate(paths):
+        rel = f"{p.parent.name}/{p.name}"
+        row = rows.get(rel)
+        if row is None:
+            raise UserError(f"{manifest}: no row for {rel} (the folder and its manifest differ; re-run "
+                            "2_train_test_valid_split.py)")
+        try:
+            values = [float(row[n]) for n in names]
+        except ValueError:
+            raise UserError(f"{manifest}: {rel}: RR features {[row[n] for n in names]} are not numbers") from None
+        if not all(math.isfinite(v) for v in values):
+            raise UserError(f"{manifest}: {rel}: RR features {values} are not finite")
+        out[i] = values
+    return torch.from_numpy(out)
+
+
+def epoch_order(targets, generator, max_per_class=0):
+    """The shuffled image order of one training epoch. With `max_per_class`, a class with more
+    images contributes a fresh random subset of that many each epoch (e.g. N beats in DS1, ~45 k
+    against ~1 k S): every image is still seen over the epochs, but an epoch costs far less."""
+    n = len(targets)
+    if not max_per_class:
+        return torch.randperm(n, generator=generator)  # the thesis' order, draw for draw
+    keep = []
+    for c in torch.unique(targets).tolist():
+        idx = torch.nonzero(targets == c).flatten()
+        if len(idx) > max_per_class:
+            idx = idx[torch.randperm(len(idx), generator=generator)[:max_per_class]]
+        keep.append(idx)
+    keep = torch.cat(keep)
+    return keep[torch.randperm(len(keep), generator=generator)]
+
+
+def batches(dataset, batch_size, shuffle=False, generator=None, order=None):
+    """(x, y) batches straight from the in-memory tensors: x float in [0, 1], shape (B, 1, H, W),
+    or the pair (x, rr) for a dataset with RR features. `order` overrides the image order."""
     n = len(dataset)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
-        yield dataset.images[idx].unsqueeze(1).float().div_(255), dataset.targets[idx]
+    if order is None:
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, len(order), batch_size):
+        yield take(dataset, order[start:start + batch_size])
+
+
+def take(dataset, idx):
+    """(x, y) for the images `idx` (x as in `batches`)."""
+    x = dataset.images[idx].unsqueeze(1).float().div_(255)
+    return (x if dataset.rr is None else (x, dataset.rr[idx])), dataset.targets[idx]

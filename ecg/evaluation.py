@@ -1,4 +1,4 @@
-"""Stage 4b: the test report every later stage reuses (any model that maps images to logits)."""
+"""Stage 4: the test report every later stage reuses (any model that maps images to logits)."""
 import json
 import statistics
 import time
@@ -43,7 +43,7 @@ def time_model(forward, example_batch, repeats=30, batch_sizes=(1, 64)):
     """Median wall time of `forward` at batch 1 (latency) and batch 64 (throughput), warm."""
     out = {}
     for bs in batch_sizes:
-        x = example_batch[:1].repeat(bs, *[1] * (example_batch.dim() - 1)) if bs > len(example_batch) else example_batch[:bs]
+        x = _batch_of(example_batch, bs)
         for _ in range(3):
             forward(x)
         times = []
@@ -57,11 +57,20 @@ def time_model(forward, example_batch, repeats=30, batch_sizes=(1, 64)):
     return out
 
 
+def _batch_of(example, bs):
+    """`bs` inputs from an example batch (a tensor, or a tuple of them for a two-input model)."""
+    if isinstance(example, tuple):
+        return tuple(_batch_of(e, bs) for e in example)
+    return example[:1].repeat(bs, *[1] * (example.dim() - 1)) if bs > len(example) else example[:bs]
+
+
 def torch_forward(model):
     model.eval()
 
     @torch.no_grad()
     def forward(x):
+        if isinstance(x, tuple):
+            return model(x[0].contiguous(memory_format=torch.channels_last), *x[1:])
         return model(x.contiguous(memory_format=torch.channels_last))
 
     return forward
@@ -130,7 +139,9 @@ def evaluate_and_report(net, classes, data, reports_dir, name, device, extra=Non
     m = metrics(data.targets.numpy(), logits.argmax(1).numpy(), classes)
     timing = {"test_images": len(data), "test_images_per_s": len(data) / seconds, "device": str(device),
               "threads": torch.get_num_threads()}
-    timing.update(time_model(torch_forward(net), data[0][0].unsqueeze(0).to(device)))
+    first = data[0][0]
+    example = tuple(t.unsqueeze(0).to(device) for t in first) if isinstance(first, tuple) else first.unsqueeze(0).to(device)
+    timing.update(time_model(torch_forward(net), example))
     write_report(reports_dir, name, m, {**timing, **(extra or {})})
     print(format_report(m, timing))
     return m, logits

@@ -1,4 +1,4 @@
-"""EfficientNet-B0 with one input channel (SPEC stage 3), and its weights-only file format."""
+"""EfficientNet-B0 with one input channel (the thesis model, docs/design.md stage 3), and its weights-only file format."""
 from pathlib import Path
 
 import torch
@@ -12,13 +12,65 @@ from .errors import UserError
 FORMAT = "ecg-scalogram-model/1"
 
 
-def build_model(num_classes, arch="efficientnet_b0"):
+RR_HIDDEN = 32  # width of the RR features' own layer before the fusion
+
+
+class RRFusionNet(nn.Module):
+    """EfficientNet-B0 image features fused with a beat's RR-interval features.
+
+    The RR features are standardised inside the model with the training split's mean and
+    standard deviation (buffers, so they travel in the state dict and the ONNX export: the
+    device feeds raw seconds), lifted by one small layer so that 7 numbers are not drowned
+    by 1,280 image features, and concatenated with the pooled image features before the
+    classifier. The image path is torchvision's, module names included (features.*,
+    classifier.*), so pruning and quantization treat it as they treat the image-only model.
+    """
+
+    def __init__(self, num_classes, n_rr, rr_mean=None, rr_std=None):
+        super().__init__()
+        base = build_model(num_classes)
+        self.features, self.avgpool = base.features, base.avgpool
+        self.register_buffer("rr_mean", torch.zeros(n_rr) if rr_mean is None else torch.as_tensor(rr_mean).float())
+        self.register_buffer("rr_std", torch.ones(n_rr) if rr_std is None else torch.as_tensor(rr_std).float())
+        self.rr_layer = nn.Sequential(nn.Linear(n_rr, RR_HIDDEN), nn.ReLU(inplace=True))
+        width = base.classifier[1].in_features
+        self.classifier = nn.Sequential(nn.Dropout(p=0.2, inplace=True), nn.Linear(width + RR_HIDDEN, num_classes))
+
+    def forward(self, image, rr):
+        x = torch.flatten(self.avgpool(self.features(image)), 1)
+        r = self.rr_layer((rr - self.rr_mean) / self.rr_std)
+        return self.classifier(torch.cat([x, r], 1))
+
+
+def build_model(num_classes, arch="efficientnet_b0", rr_features=None):
+    """The thesis' one-channel EfficientNet-B0, or with `rr_features` (names) the RR fusion."""
     if arch != "efficientnet_b0":
         raise UserError(f"unknown architecture '{arch}'")
+    if rr_features:
+        return RRFusionNet(num_classes, len(rr_features))
     model = efficientnet_b0(weights=None)
     model.features[0][0] = nn.Conv2d(1, 32, kernel_size=3, stride=2, padding=1, bias=False)
     model.classifier[1] = nn.Linear(model.classifier[1].in_features, num_classes)
     return model
+
+
+def rr_statistics(rr):
+    """Per-feature mean and standard deviation of a training split's RR features (a tensor)."""
+    std = rr.double().std(0)
+    return rr.double().mean(0).tolist(), torch.where(std > 0, std, torch.ones_like(std)).tolist()
+
+
+def rr_feature_names(cfg):
+    """The RR features a model built from `cfg` takes (config model.rr_features), or None."""
+    from jetson.rr_features import FEATURES
+
+    return list(FEATURES) if cfg["model"]["rr_features"] else None
+
+
+def example_inputs(meta, batch=1):
+    """Zero inputs of the right shapes for a model described by `meta` (tracing, export, pruning)."""
+    x = torch.zeros(batch, *meta["input_size"])
+    return (x, torch.zeros(batch, len(meta["rr_features"]))) if meta.get("rr_features") else (x,)
 
 
 def layer_shapes(model):
@@ -51,11 +103,17 @@ def _rebuild(model, shapes):
     return model
 
 
-def save(path, state_dict, classes, input_size=100, arch="efficientnet_b0", shapes=None, **extra):
-    """State dict + what is needed to rebuild the model (for a pruned model, its layer shapes);
-    loads with weights_only=True."""
+def save(path, state_dict, classes, input_size=100, arch="efficientnet_b0", shapes=None, rr_features=None,
+         **extra):
+    """State dict + what is needed to rebuild the model (for a pruned model, its layer shapes;
+    for an RR model, the feature names — their normalisation is in the state dict's rr_mean and
+    rr_std, copied here in plain numbers for readers); loads with weights_only=True."""
     blob = {"format": FORMAT, "arch": arch, "classes": list(classes), "input_size": [1, input_size, input_size],
             "state_dict": snapshot(state_dict), **extra}
+    if rr_features:
+        blob["rr_features"] = list(rr_features)
+        blob["rr_mean"] = state_dict["rr_mean"].tolist()
+        blob["rr_std"] = state_dict["rr_std"].tolist()
     if shapes is not None:
         blob["layer_shapes"] = shapes
     files.save_with(path, lambda tmp: torch.save(blob, tmp))
@@ -79,7 +137,7 @@ def load_file(path):
 def load(path):
     """(model, metadata) from a file written by save()."""
     blob = load_file(path)
-    model = build_model(len(blob["classes"]), blob["arch"])
+    model = build_model(len(blob["classes"]), blob["arch"], blob.get("rr_features"))
     if "layer_shapes" in blob:
         _rebuild(model, blob["layer_shapes"])
     try:

@@ -1,110 +1,119 @@
-"""Stage 7: check the exported ONNX files and run them with ONNX Runtime."""
-import time
-from pathlib import Path
+"""Every ONNX file the pipeline writes (stages 6 and 7), all opset 13, all named alike.
 
-import numpy as np
+- `export_qdq`: the AIMET simulation as explicit QuantizeLinear/DequantizeLinear. The default,
+  float weights -> QuantizeLinear -> DequantizeLinear (per-channel, axis 0), is the form
+  TensorRT 8.2 to 11 parse; `int8_weights=True` stores the weights as INT8 initializers into
+  DequantizeLinear (~3.5x smaller, TensorRT >= 10 and ONNX Runtime only).
+- `export_float`: the batch-norm-folded float model (FP32/FP16 engines).
+- `convert_fp16`: that float ONNX with FP16 weights and arithmetic (ONNX Runtime's float16
+  converter), float32 inputs and outputs kept.
+- `quantize_dynamic_int8`: the thesis' onnxruntime `quantize_dynamic` variant (CPU only).
 
-from .errors import UserError
+The two exports get short internal tensor names and the class names in their metadata; the
+two conversions of the float ONNX keep both.
+"""
+import copy
+import json
+
+import torch
+
+from . import files
 
 INPUT, OUTPUT = "input", "logits"
+INPUT_NAMES = (INPUT, "rr")  # the scalogram, then (models with RR features) the RR-interval features
+OPSET = 13
 
 
-def load_checked(path, size=100):
-    """onnx.load + checker + the interface of this pipeline's models; UserError otherwise."""
-    import onnx
+def io_names(n_inputs=1):
+    """Input/output names and a dynamic batch dimension on each: torch.onnx.export kwargs."""
+    names = list(INPUT_NAMES[:n_inputs])
+    return {"input_names": names, "output_names": [OUTPUT],
+            "dynamic_axes": {name: {0: "batch"} for name in (*names, OUTPUT)}}
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: ONNX file not found (run 6_AIMET_quantization.py first)")
-    try:
-        m = onnx.load(str(path))
-        onnx.checker.check_model(m)
-    except Exception as e:
-        raise UserError(f"{path}: corrupt or invalid ONNX ({str(e).splitlines()[0][:200]})") from None
-    ins = [i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer}]
-    if [i.name for i in ins] != [INPUT] or [o.name for o in m.graph.output] != [OUTPUT]:
-        raise UserError(f"{path}: not an ONNX model of this pipeline (expects input '{INPUT}', output '{OUTPUT}')")
-    dims = [d.dim_value or d.dim_param for d in ins[0].type.tensor_type.shape.dim]
-    if dims[1:] != [1, size, size]:
-        raise UserError(f"{path}: input shape {dims}, expected [batch, 1, {size}, {size}]")
+
+def shorten_tensor_names(m):
+    """Rename the tensors between nodes to t0, t1, ... in place. The exporter names them after
+    the module path ('/features/features.1/features.1.0/block/.../Conv_output_0_q'), and with a
+    Q and a DQ node after every activation those strings are ~170 kB of a ~1.4 MB QDQ file.
+    Node names, initializer names and the graph's input/output keep their names, so engine
+    layer names still point at the layers."""
+    keep = {t.name for t in m.graph.initializer} | {v.name for v in m.graph.input} | {v.name for v in m.graph.output}
+    new = {}
+    for node in m.graph.node:
+        for name in node.output:
+            if name and name not in keep and name not in new:
+                new[name] = f"t{len(new)}"
+    for node in m.graph.node:
+        for seq in (node.input, node.output):
+            for i, name in enumerate(seq):
+                seq[i] = new.get(name, name)
+    for v in m.graph.value_info:
+        v.name = new.get(v.name, v.name)
     return m
 
 
-def opset(m):
-    return next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+def set_classes(m, classes):
+    """Record the class names in the ONNX metadata (the device reads them from there)."""
+    for p in list(m.metadata_props):
+        if p.key == "classes":
+            m.metadata_props.remove(p)
+    entry = m.metadata_props.add()
+    entry.key, entry.value = "classes", json.dumps(list(classes))
+    return m
 
 
-def qdq_check(m):
-    """Count Q/DQ nodes and verify each quantized Conv/Gemm has int8 weights with zero point 0."""
-    from onnx import TensorProto, numpy_helper
+def _save(path, make, classes):
+    """make(tmp) writes an ONNX file to tmp; then shorten its names, add the classes, and move
+    it into place atomically."""
+    import onnx
 
-    inits = {t.name: t for t in m.graph.initializer}
-    producers = {o: n for n in m.graph.node for o in n.output}
-    ops = [n.op_type for n in m.graph.node]
-    problems = []
-    checked = 0
-    for node in m.graph.node:
-        if node.op_type not in ("Conv", "Gemm"):
-            continue
-        dq = producers.get(node.input[1])
-        if dq is None or dq.op_type != "DequantizeLinear":
-            problems.append(f"{node.name}: weight is not dequantized from int8")
-            continue
-        w = inits.get(dq.input[0])
-        if w is None:  # weight quantized at run time: Q of a float initializer
-            q = producers.get(dq.input[0])
-            zp_name = q.input[2] if q is not None and len(q.input) > 2 else None
-            w_type = inits[zp_name].data_type if zp_name in inits else None
-        else:
-            zp_name = dq.input[2] if len(dq.input) > 2 else None
-            w_type = w.data_type
-        if w_type != TensorProto.INT8:
-            problems.append(f"{node.name}: weight type is not int8")
-        if zp_name and zp_name in inits and np.any(numpy_helper.to_array(inits[zp_name]) != 0):
-            problems.append(f"{node.name}: weight zero point is not 0")
-        checked += 1
-    act_zp_nonzero = 0
-    for node in m.graph.node:
-        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
-            zp = inits[node.input[2]]
-            if zp.data_type != TensorProto.INT8 or np.any(numpy_helper.to_array(zp) != 0):
-                act_zp_nonzero += 1
-    if act_zp_nonzero:
-        problems.append(f"{act_zp_nonzero} QuantizeLinear nodes are not symmetric int8 (zero point 0)")
-    return {"quantize_linear": ops.count("QuantizeLinear"), "dequantize_linear": ops.count("DequantizeLinear"),
-            "quantized_conv_gemm": checked, "problems": problems}
+    def write(tmp):
+        make(tmp)
+        onnx.save(set_classes(shorten_tensor_names(onnx.load(tmp)), classes), tmp)
+
+    files.save_with(path, write, suffix=".onnx")
 
 
-def session(path, optimize=True, threads=0):
-    import onnxruntime as ort
+def export_qdq(sim, path, classes, inputs, int8_weights=False):
+    """The AIMET simulation as a Q/DQ ONNX (int8, zero point 0, the sim's encodings). inputs:
+    the model's example inputs (model.example_inputs)."""
+    from .quantization import import_aimet
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    if threads:
-        so.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise UserError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
+    import_aimet()
+    from aimet_torch.onnx import export
 
-
-def run_all(sess, images, batch_size=256):
-    """Logits for a (N, 1, H, W) float32 array."""
-    outs = [sess.run([OUTPUT], {INPUT: images[i:i + batch_size]})[0] for i in range(0, len(images), batch_size)]
-    return np.concatenate(outs)
+    model = sim.model.eval()
+    _save(path, lambda tmp: export(model, tuple(inputs), tmp, opset_version=OPSET, dynamo=False,
+                                   export_int32_bias=False, force_activation_as="signed",
+                                   prequantize_constants=int8_weights, **io_names(len(inputs))), classes)
 
 
-def latency(sess, image, repeats=30):
-    out = {}
-    for bs in (1, 64):
-        x = np.repeat(image[None], bs, axis=0).astype(np.float32)
-        for _ in range(3):
-            sess.run([OUTPUT], {INPUT: x})
-        times = []
-        for _ in range(repeats if bs == 1 else max(5, repeats // 5)):
-            t0 = time.perf_counter()
-            sess.run([OUTPUT], {INPUT: x})
-            times.append(time.perf_counter() - t0)
-        out[f"batch{bs}_ms"] = float(np.median(times) * 1000)
-    return out
+def export_float(net, path, classes, inputs):
+    """BN-folded float ONNX for FP32/FP16 engines (the Jetson Nano has no INT8). inputs: the
+    model's example inputs (model.example_inputs)."""
+    net = copy.deepcopy(net).eval()
+    _save(path, lambda tmp: torch.onnx.export(net, tuple(inputs), tmp, opset_version=OPSET, dynamo=False,
+                                              **io_names(len(inputs))), classes)
+
+
+def convert_fp16(float_path, path):
+    """The float ONNX with FP16 weights and arithmetic, inputs and outputs still float32
+    (onnxruntime.transformers.float16, keep_io_types=True). Names and metadata carry over. The
+    converter appends its input Casts at the end of the node list; the nodes are put back in
+    topological order (onnx.checker requires it)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    m = convert_float_to_float16(onnx.load(str(float_path)), keep_io_types=True)
+    OnnxModel.graph_topological_sort(m.graph, is_deterministic=True)
+    files.save_with(path, lambda tmp: onnx.save(m, tmp), suffix=".onnx")
+
+
+def quantize_dynamic_int8(float_path, path):
+    """The thesis' variant: onnxruntime quantize_dynamic (ConvInteger, int8 weights). CPU only;
+    TensorRT cannot parse it."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    files.save_with(path, lambda tmp: quantize_dynamic(str(float_path), tmp, weight_type=QuantType.QInt8),
+                    suffix=".onnx")

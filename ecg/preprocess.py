@@ -14,13 +14,17 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
+
+from jetson import rr_features as rr  # the device's own implementation: one definition of the features
 
 from . import beats as B
 from . import files, records, scalogram
 from .errors import UserError
 
 MANIFEST_FIELDS = ["path", "record", "sample", "symbol", "class", "index"]
+RR_FIELDS = list(rr.FEATURES)
 PARTS = ".parts"
 
 
@@ -30,8 +34,23 @@ def settings_of(cfg, resample=False):
     keys = ["fs", "lead", "baseline_windows_s", "align_halfwidth_s", "before", "after", "wavelet",
             "freq_min", "freq_max", "image_size", "cwt_context"]
     scheme = cfg.scheme
-    return {**{k: p[k] for k in keys}, "scheme": p["scheme"], "classes": scheme["classes"],
-            "invalid_symbols": scheme["invalid_symbols"], "resample": bool(resample)}
+    out = {**{k: p[k] for k in keys}, "scheme": p["scheme"], "classes": scheme["classes"],
+           "invalid_symbols": scheme["invalid_symbols"], "resample": bool(resample)}
+    if p.get("rr_features"):  # only when on, so folders made without it keep their stamp
+        out["rr_features"] = True
+    return out
+
+
+def beat_rr_features(filtered, samples, symbols, fs, halfwidth):
+    """{aligned R peak: RR features} over every beat annotation of a record (not only the beats
+    of the classes kept): the RR series is the patient's rhythm, whatever the beats are called.
+    The peaks are aligned as the kept beats are, so the same peak finds its features."""
+    beat_samples, _ = rr.beat_peaks(samples, symbols)
+    peaks = B.align_peaks(filtered, beat_samples, halfwidth)
+    if len(peaks) < 2:
+        return {}
+    peaks = np.unique(peaks)  # two annotations that align to one peak are one beat
+    return dict(zip(peaks.tolist(), rr.rr_features(peaks, fs)))
 
 
 @functools.lru_cache(maxsize=2)
@@ -45,6 +64,8 @@ def process_record(rec, folder, out, settings, batch=256, png_level=0):
     fs = s["fs"]
     x, samples, symbols = records.read_record(folder, rec, s["lead"], fs, s["resample"])
     filtered = B.remove_baseline(x, fs, s["baseline_windows_s"])
+    features = (beat_rr_features(filtered, samples, symbols, fs, int(s["align_halfwidth_s"] * fs))
+                if s.get("rr_features") else None)
     samples, symbols = B.drop_invalid(samples, symbols, s["invalid_symbols"])
     peaks = B.align_peaks(filtered, samples, int(s["align_halfwidth_s"] * fs))
     if len(peaks) == 0:
@@ -68,7 +89,10 @@ def process_record(rec, folder, out, settings, batch=256, png_level=0):
         for i, ((cls, r, sym), image) in enumerate(zip(part, images), start):
             rel = f"{cls}/{rec}_{cls}_{i}.png"
             files.write_bytes(f"{out_str}/{rel}", scalogram.encode_png(image, png_level))
-            rows.append({"path": rel, "record": rec, "sample": r, "symbol": sym, "class": cls, "index": i})
+            row = {"path": rel, "record": rec, "sample": r, "symbol": sym, "class": cls, "index": i}
+            if features is not None:
+                row.update(zip(RR_FIELDS, features[r].tolist()))
+            rows.append(row)
     return rows
 
 
@@ -86,7 +110,8 @@ def _job(args):
 
 def _csv(rows):
     buf = io.StringIO()
-    w = csv.DictWriter(buf, MANIFEST_FIELDS, lineterminator="\n")
+    fields = MANIFEST_FIELDS + (RR_FIELDS if rows and RR_FIELDS[0] in rows[0] else [])
+    w = csv.DictWriter(buf, fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()

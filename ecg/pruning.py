@@ -1,10 +1,14 @@
-"""Stage 5: L1-magnitude channel pruning with torch-pruning, and honest before/after figures."""
+"""Stage 5: L1-magnitude channel pruning with torch-pruning, fine-tuning, honest before/after
+figures and the ratio sweep (5_magnitude_channel_pruning.py only orchestrates)."""
+import copy
 import os
 import tempfile
+from pathlib import Path
 
 import torch
 import torch_pruning as tp
 
+from . import evaluation, files, training
 from .errors import UserError
 
 
@@ -45,3 +49,85 @@ def size_figures(model, input_size=100):
     finally:
         os.unlink(tmp)
     return {"params": int(params), "macs": int(macs), "file_bytes": size}
+
+
+def figures(net, example):
+    """Size figures and CPU latency / throughput (evaluation.time_model) of `net`."""
+    fig = size_figures(net)
+    fig.update(evaluation.time_model(evaluation.torch_forward(net), example))
+    return fig
+
+
+def prune_and_finetune(source, ratio, round_to, input_size, tune, train_data, val_data, device, ckpt_path,
+                       log_path, resume=False):
+    """A pruned copy of `source`, fine-tuned with the settings `tune` (Config.section("prune"):
+    epochs, lr, batch_size, step_size, gamma, seed); returns the best-on-validation model (on
+    the CPU, in eval mode) and the fine-tuning history."""
+    net = prune(copy.deepcopy(source), ratio, round_to or None, input_size)
+    history, best = training.fit(net, train_data, val_data, tune, device, ckpt_path, log_path, resume=resume,
+                                 desc=f"fine-tune r={ratio}")
+    net.load_state_dict(best["state_dict"])
+    return net.cpu().eval(), history
+
+
+def test_scores(net, data):
+    """Accuracy and macro F1 of `net` on `data`, predicted on the CPU."""
+    logits = training.predict(net, data, torch.device("cpu"))
+    m = evaluation.metrics(data.targets.numpy(), logits.argmax(1).numpy(), data.classes)
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
+SUMMARY_ROWS = [("parameters", "params", "{:,.0f}"), ("MACs (1x1x100x100)", "macs", "{:,.0f}"),
+                ("file size (bytes)", "file_bytes", "{:,.0f}"), ("CPU latency, batch 1 (ms)", "batch1_ms", "{:.2f}"),
+                ("CPU throughput, batch 64 (img/s)", "batch64_images_per_s", "{:.1f}"),
+                ("test accuracy", "accuracy", "{:.4f}"), ("test macro F1", "macro_f1", "{:.4f}")]
+
+
+def format_summary(s):
+    """reports/prune_summary.txt: unpruned against pruned, one row per figure."""
+    b, a = s["before"], s["after"]
+    lines = [f"L1-magnitude channel pruning, ratio {s['ratio']}, round_to {s['round_to']} "
+             f"(CPU timings: median, {s['threads']} threads)", f"{'':34s}{'unpruned':>16s}{'pruned':>16s}{'ratio':>9s}"]
+    for label, key, fmt in SUMMARY_ROWS:
+        lines.append(f"{label:34s}{fmt.format(b[key]):>16s}{fmt.format(a[key]):>16s}{a[key] / b[key]:>9.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def sweep(source, ratios, round_to, input_size, tune, train_data, val_data, test_data, device, example, model_dir,
+          reports_dir, resume=False):
+    """Prune and fine-tune at each ratio; rows of figures and test scores, ratio 0 = unpruned."""
+    rows = [{"ratio": 0.0, **figures(source, example), **test_scores(source, test_data)}]
+    for r in ratios:
+        tag = f"sweep_{r:g}"
+        net, _ = prune_and_finetune(source, r, round_to, input_size, tune, train_data, val_data, device,
+                                    Path(model_dir) / f"{tag}.ckpt.pth", Path(reports_dir) / f"{tag}_log.csv", resume)
+        rows.append({"ratio": r, **figures(net, example), **test_scores(net, test_data)})
+    return rows
+
+
+def format_sweep(rows):
+    lines = [f"{'ratio':>6} {'params':>10} {'MACs':>12} {'lat b1 ms':>10} {'img/s b64':>10} {'acc':>7} {'macroF1':>8}"]
+    for row in rows:
+        lines.append(f"{row['ratio']:>6.2f} {row['params']:>10,} {row['macs']:>12,} {row['batch1_ms']:>10.2f} "
+                     f"{row['batch64_images_per_s']:>10.1f} {row['accuracy']:>7.4f} {row['macro_f1']:>8.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(path, rows):
+    """Test macro F1 against MACs and against batch-1 latency, one point per ratio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((a, "macs", "MACs per image (M)"), (b, "batch1_ms", "CPU latency, batch 1 (ms)")):
+        xs = [r[key] / (1e6 if key == "macs" else 1) for r in rows]
+        ax.plot(xs, [r["macro_f1"] for r in rows], "o-")
+        for x, r in zip(xs, rows):
+            ax.annotate(f"{r['ratio']:g}", (x, r["macro_f1"]), textcoords="offset points", xytext=(4, 4))
+        ax.set(xlabel=label, ylabel="test macro F1", title=f"macro F1 vs {label.split(' per')[0].split(',')[0]}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    files.save_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"), suffix=".png")
+    plt.close(fig)

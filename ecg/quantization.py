@@ -1,6 +1,6 @@
 """Stage 6: AIMET cross-layer equalization, batch-norm folding and a W8A8 QuantizationSimModel
-that TensorRT can run (symmetric signed int8 activations, per-channel symmetric weights)."""
-import copy
+that TensorRT can run (symmetric signed int8 activations, per-channel symmetric weights).
+The ONNX exports of the result are in onnx_export.py."""
 import json
 from pathlib import Path
 
@@ -25,7 +25,7 @@ TRT_CONFIG = {
 }
 
 
-def _aimet():
+def import_aimet():
     """Import AIMET lazily (several seconds) and teach it to leave StochasticDepth alone: it has
     no quantized counterpart, and it is the identity at inference anyway."""
     from aimet_torch.nn import QuantizationMixin
@@ -45,7 +45,7 @@ def write_config(folder):
 
 def equalize_and_fold(net, input_size=100):
     """CLE (which folds batch norms first), then fold whatever batch norms remain. In place."""
-    _aimet()
+    import_aimet()
     from aimet_torch.batch_norm_fold import fold_all_batch_norms
     from aimet_torch.cross_layer_equalization import equalize_model
 
@@ -59,7 +59,7 @@ def equalize_and_fold(net, input_size=100):
 
 
 def sim_model(net, config_path, quant_scheme="tf_enhanced", input_size=100):
-    aimet = _aimet()
+    aimet = import_aimet()
     from aimet_torch.quantsim import QuantizationSimModel
 
     schemes = {"tf_enhanced": aimet.common.defs.QuantScheme.post_training_tf_enhanced,
@@ -116,65 +116,6 @@ def plot_weight_ranges(path, before, after, layer):
     fig.tight_layout()
     files.save_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
     plt.close(fig)
-
-
-ONNX_IO = {"input_names": ["input"], "output_names": ["logits"],
-           "dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}}
-
-
-def shorten_tensor_names(m):
-    """Rename the tensors between nodes to t0, t1, ... in place. The exporter names them after
-    the module path ('/features/features.1/features.1.0/block/.../Conv_output_0_q'), and with a
-    Q and a DQ node after every activation those strings are ~170 kB of a ~1.4 MB QDQ file.
-    Node names, initializer names and the graph's input/output keep their names, so engine
-    layer names still point at the layers."""
-    keep = {t.name for t in m.graph.initializer} | {v.name for v in m.graph.input} | {v.name for v in m.graph.output}
-    new = {}
-    for node in m.graph.node:
-        for name in node.output:
-            if name and name not in keep and name not in new:
-                new[name] = f"t{len(new)}"
-    for node in m.graph.node:
-        for seq in (node.input, node.output):
-            for i, name in enumerate(seq):
-                seq[i] = new.get(name, name)
-    for v in m.graph.value_info:
-        v.name = new.get(v.name, v.name)
-    return m
-
-
-def _export(path, export_fn, classes):
-    """Export to a temp file, shorten the internal tensor names, record the class names in the
-    ONNX metadata (the device reads them from there), then move it into place."""
-    import onnx
-
-    def write(tmp):
-        export_fn(tmp)
-        m = shorten_tensor_names(onnx.load(tmp))
-        entry = m.metadata_props.add()
-        entry.key, entry.value = "classes", json.dumps(list(classes))
-        onnx.save(m, tmp)
-
-    files.save_with(path, write, suffix=".onnx")
-
-
-def export_qdq(sim, path, classes, input_size=100):
-    """Explicit QuantizeLinear/DequantizeLinear ONNX (opset 13, int8, zero point 0) for TensorRT."""
-    _aimet()
-    from aimet_torch.onnx import export
-
-    dummy = torch.zeros(1, 1, input_size, input_size)
-    model = sim.model.eval()
-    _export(path, lambda tmp: export(model, (dummy,), tmp, opset_version=13, dynamo=False, export_int32_bias=False,
-                                     force_activation_as="signed", prequantize_constants=True, **ONNX_IO), classes)
-
-
-def export_float(net, path, classes, input_size=100):
-    """BN-folded float ONNX (opset 13) for FP16/FP32 engines (the Jetson Nano has no INT8)."""
-    net = copy.deepcopy(net).eval()
-    dummy = torch.zeros(1, 1, input_size, input_size)
-    _export(path, lambda tmp: torch.onnx.export(net, (dummy,), tmp, opset_version=13, dynamo=False, **ONNX_IO),
-            classes)
 
 
 def save_encodings(sim, path):

@@ -1,4 +1,4 @@
-"""Beats to 100x100 grayscale CWT scalograms (SPEC stage 1, step 7), exactly and in batches.
+"""Beats to 100x100 grayscale CWT scalograms (docs/design.md, stage 1, step 7), exactly and in batches.
 
 The thesis calls pywt.cwt once per beat. For a fixed beat length and fixed scales that CWT is a
 linear map, so here it is one float64 matrix (built by applying pywt.cwt to the unit vectors)
@@ -206,3 +206,23 @@ def encode_png(image, level=0):
         raw[:, 1:] = image
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
             + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + _chunk(b"IEND", b""))
+
+
+# What jetson/scalograms.py needs besides the matrix to redo stage 1 on the device.
+DEVICE_SETTINGS = ("fs", "lead", "before", "after", "image_size", "baseline_windows_s", "align_halfwidth_s",
+                   "invalid_symbols")
+
+
+def write_device_operator(path, made, classes, source="scalograms"):
+    """The device's CWT (jetson/infer_trt.py --record, no PyWavelets there): the operator matrix,
+    the class names and the stage-1 settings `made` (preprocess.made_with) in one .npz."""
+    from . import files
+    from .errors import UserError
+
+    if made["cwt_context"] != "beat":
+        raise UserError(f"{source}: made with cwt_context '{made['cwt_context']}'; the device's CWT operator "
+                        "implements the thesis' per-beat CWT only")
+    sc = scales(made["fs"], made["freq_min"], made["freq_max"], made["wavelet"])
+    op = cwt_operator(made["before"] + made["after"], tuple(sc), made["wavelet"])
+    files.save_with(path, lambda tmp: np.savez(tmp, operator=op, classes=np.array(classes),
+                                               **{k: np.array(made[k]) for k in DEVICE_SETTINGS}), suffix=".npz")

@@ -3,6 +3,7 @@ import csv
 import io
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -137,12 +138,23 @@ def shared_records(items, assignment):
     return recs, recs["train"] & recs["test"]
 
 
-def place(items, assignment, src_root, dest_dirs):
-    """Hard-link (or copy) each image into its split folder; each folder is built beside the
-    old one and swapped in, so an interrupted run never leaves a half-made split."""
+STAMP = ".split_id"  # in each split folder: the id of the stage-2 run that made it
+
+
+def place(items, assignment, src_root, dest_dirs, prepare=None):
+    """Hard-link (or copy) each image into its split folder, replacing the three folders as one set.
+
+    All three are built beside the old ones (`<folder>.building`, each with the same new split id
+    in STAMP); `prepare(staged_dirs)` can add files to them. Then every old folder is moved aside
+    before any new one is moved in, so an old and a new split never sit side by side: a run
+    killed at any point leaves either a whole set or missing folders, which `check_set` (called
+    by the later stages) reports. A re-run cleans up and builds the set again.
+    """
     src_root = Path(src_root)
+    dest_dirs = {s: Path(d) for s, d in dest_dirs.items()}
     staging = {s: Path(str(d) + ".building") for s, d in dest_dirs.items()}
-    for d in staging.values():
+    aside = {s: Path(str(d) + ".old") for s, d in dest_dirs.items()}
+    for d in (*staging.values(), *aside.values()):
         shutil.rmtree(d, ignore_errors=True)
     link = True
     for (rel, cls, _), split in zip(items, assignment):
@@ -157,18 +169,67 @@ def place(items, assignment, src_root, dest_dirs):
             except OSError:
                 link = False  # another file system, or links not allowed: copy from now on
         shutil.copy2(src_root / rel, dst)
-    for s, d in dest_dirs.items():
-        d = Path(d)
-        staging[s].mkdir(parents=True, exist_ok=True)
+    split_id = uuid.uuid4().hex
+    for d in staging.values():
+        d.mkdir(parents=True, exist_ok=True)
+        files.write_text(d / STAMP, split_id + "\n")
+    if prepare is not None:
+        prepare(staging)
+    for s, d in dest_dirs.items():  # all old folders out first ...
         if d.exists():
-            old = Path(str(d) + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            d.rename(old)
-            staging[s].rename(d)
-            shutil.rmtree(old)
-        else:
-            staging[s].rename(d)
+            d.rename(aside[s])
+    for s, d in dest_dirs.items():  # ... then all new ones in
+        staging[s].rename(d)
+    for d in aside.values():
+        shutil.rmtree(d, ignore_errors=True)
     return "hard links" if link else "copies"
+
+
+def split_id(folder):
+    """The id in a split folder's STAMP (None for a folder without one, e.g. made by hand)."""
+    try:
+        return (Path(folder) / STAMP).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def check_set(dest_dirs):
+    """Refuse split folders that are not one stage-2 set: stamped folders with different ids, or
+    a missing folder beside stamped ones or moved aside by a swap that did not finish (stage 2
+    interrupted). Folders without a stamp (made by hand) are accepted."""
+    dirs = {s: Path(d) for s, d in dest_dirs.items()}
+    ids = {s: split_id(d) for s, d in dirs.items() if d.is_dir()}
+    stamped = {i for i in ids.values() if i}
+    missing = [str(d) for s, d in dirs.items() if s not in ids]
+    swapping = any(Path(d + ".old").is_dir() for d in missing)
+    if len(stamped) > 1 or (missing and (stamped or swapping)):
+        why = "they come from different runs" if len(stamped) > 1 else f"{', '.join(missing)} missing"
+        raise UserError(f"{', '.join(str(d) for d in dirs.values())}: not one split ({why}; stage 2 was "
+                        "interrupted?); re-run 2_train_test_valid_split.py")
+
+
+def checked_dirs(cfg):
+    """(train, val, test) folders of the config, checked to be one split (`check_set`)."""
+    dirs = {s: cfg.path(f"{s}_dir") for s in SPLITS}
+    check_set(dirs)
+    return dirs["train"], dirs["val"], dirs["test"]
+
+
+def write_split_manifests(scalogram_dir, items, assignment, dest_dirs):
+    """Each split folder gets manifest.csv: stage 1's manifest rows of its images (RR features
+    included when stage 1 made them), so a split folder carries everything its beats need."""
+    manifest = Path(scalogram_dir) / "manifest.csv"
+    if not manifest.is_file():
+        return
+    with open(manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, {row["path"]: row for row in reader}
+    for s, d in dest_dirs.items():
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows[rel] for (rel, _, _), a in zip(items, assignment) if a == s and rel in rows)
+        files.write_text(Path(d) / "manifest.csv", buf.getvalue())
 
 
 def write_split_csv(path, items, assignment):

@@ -1,4 +1,4 @@
-"""One training loop and one evaluation, shared by training (stage 4), pruning fine-tuning
+"""One training loop and one evaluation, shared by training (stage 3), pruning fine-tuning
 (stage 5) and QAT (stage 6), in the spirit of torchvision's references/classification."""
 import copy
 import csv
@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import files
-from .dataset import batches
+from . import distributed, files
+from .dataset import batches, epoch_order, take
 from .errors import UserError
 
 
@@ -33,7 +33,7 @@ def pick_device(name="auto"):
 
 
 def setup(seed, threads=0):
-    """Seeded and deterministic (SPEC: seed 0, cuDNN deterministic)."""
+    """Seeded and deterministic (the thesis: seed 0, cuDNN deterministic; docs/design.md)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -45,55 +45,137 @@ def setup(seed, threads=0):
         torch.set_num_threads(threads)
 
 
-def class_weights(dataset):
-    """Inverse-frequency weights (1 / count of each class in the training set), as the thesis."""
+CLASS_WEIGHTS = ("inverse", "sqrt", "none")
+
+
+def class_weights(dataset, max_per_class=0, kind="inverse"):
+    """Inverse-frequency weights (1 / count of each class in the training set), as the thesis;
+    with a per-epoch cap, 1 / the count an epoch actually sees. `kind` "sqrt" takes
+    1 / sqrt(count) (a milder push towards rare classes), "none" no weights."""
     counts = dataset.counts().double()
-    return (1.0 / counts.clamp(min=1)).float()
+    if max_per_class:
+        counts = counts.clamp(max=max_per_class)
+    if kind not in CLASS_WEIGHTS:
+        raise UserError(f"train.class_weight = '{kind}': expected one of {', '.join(CLASS_WEIGHTS)}")
+    if kind == "none":
+        return None
+    counts = counts.clamp(min=1)
+    return (1.0 / (counts.sqrt() if kind == "sqrt" else counts)).float()
 
 
 def to_device(x, device):
+    """An image batch, or an (image, rr) pair, on `device`."""
+    if isinstance(x, (tuple, list)):
+        return (to_device(x[0], device), *(t.to(device, non_blocking=True) for t in x[1:]))
     # channels_last: measurably faster convolutions on CPU (bench/bench_training.py)
     return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
-def train_one_epoch(model, criterion, optimizer, data, device, batch_size, generator, desc="train"):
+def forward(model, x):
+    """The model's logits for an image batch or an (image, rr) pair."""
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+def train_one_epoch(model, criterion, optimizer, data, device, batch_size, generator, desc="train",
+                    max_per_class=0):
+    """One epoch; `batch_size` is the global batch. Under torchrun every process draws the same
+    order and takes rows rank::world of each global batch; its loss is its share of the global
+    batch's class-weighted mean (times world, as DDP averages gradients), so the update equals a
+    single process's on the same global batch (up to BatchNorm statistics and dropout masks,
+    which are per process; docs/design.md)."""
     model.train()
+    world, rank = distributed.world_size(), distributed.rank()
     total_loss, correct, seen = 0.0, 0, 0
-    n_batches = math.ceil(len(data) / batch_size)
-    bar = tqdm(batches(data, batch_size, shuffle=True, generator=generator), total=n_batches, desc=desc,
-               unit="batch", mininterval=2)
-    for x, y in bar:
+    order = epoch_order(data.targets, generator, max_per_class)
+    n_batches = math.ceil(len(order) / batch_size)
+    if world == 1:
+        steps = batches(data, batch_size, order=order)
+    else:  # a last global batch with fewer images than processes is skipped by all alike
+        steps = ((take(data, g[rank::world]), g) for g in torch.split(order, batch_size) if len(g) >= world)
+    bar = tqdm(steps, total=n_batches, desc=desc, unit="batch", mininterval=2, disable=not distributed.is_main())
+    for step in bar:
+        if world == 1:
+            (x, y), share = step, 1.0
+        else:
+            (x, y), g = step
         x, y = to_device(x, device), y.to(device)
-        out = model(x)
-        loss = criterion(out, y)
+        out = forward(model, x)
+        if world == 1:
+            loss = criterion(out, y)
+        else:
+            w = criterion.weight
+            g_weight = float(len(g)) if w is None else w.cpu()[data.targets[g]].sum().item()
+            loss = nn.functional.cross_entropy(out, y, weight=w, reduction="sum") * world / g_weight
+            share = len(g) / world / max(len(y), 1)  # this process's part of the logged global loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * len(y)
+        total_loss += loss.item() * len(y) * share
         correct += (out.argmax(1) == y).sum().item()
         seen += len(y)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+    if world > 1:
+        total_loss, correct, seen = distributed.all_sum([total_loss, correct, seen])
     return total_loss / seen, correct / seen
 
 
 @torch.no_grad()
 def predict(model, data, device, batch_size=256, desc="eval"):
-    """Logits for every image of `data`, in order."""
+    """Logits for every image of `data`, in order. Under torchrun each process predicts rows
+    rank::world and all of them get the whole result (the split is evaluated once)."""
+    model = distributed.unwrap(model)
     model.eval()
     outs = []
-    n_batches = math.ceil(len(data) / batch_size)
-    for x, _ in tqdm(batches(data, batch_size), total=n_batches, desc=desc, unit="batch", mininterval=2,
-                     leave=False):
-        outs.append(model(to_device(x, device)).float().cpu())
-    return torch.cat(outs)
+    world, rank = distributed.world_size(), distributed.rank()
+    order = torch.arange(rank, len(data), world)
+    n_batches = math.ceil(len(order) / batch_size)
+    for x, _ in tqdm(batches(data, batch_size, order=order), total=n_batches, desc=desc, unit="batch",
+                     mininterval=2, leave=False, disable=not distributed.is_main()):
+        outs.append(forward(model, to_device(x, device)).float().cpu())
+    logits = torch.cat(outs) if outs else torch.empty(0)
+    return distributed.gather_rows(logits, len(data))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model, data, device, n_batches, batch_size, generator):
+    """Re-estimate every BatchNorm's running mean/variance on `n_batches` training batches (a
+    plain average, momentum None), weights untouched. torchvision's EfficientNet uses momentum
+    0.01, so after a short run the running statistics are still mostly their initial values and
+    evaluation is far below training accuracy; this makes them those of the current weights."""
+    model = distributed.unwrap(model)  # every process the same batches: the same statistics
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or n_batches <= 0:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    for i, (x, _) in enumerate(batches(data, batch_size, shuffle=True, generator=generator)):
+        if i == n_batches:
+            break
+        forward(model, to_device(x, device))
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    model.train(was_training)
 
 
 def evaluate(model, criterion, data, device, batch_size=256, desc="val"):
+    """(loss, accuracy, macro F1) on `data`."""
+    from sklearn.metrics import f1_score
+
     logits = predict(model, data, device, batch_size, desc)  # on the CPU
     weight = None if criterion.weight is None else criterion.weight.cpu()
     loss = nn.functional.cross_entropy(logits, data.targets, weight=weight).item()
-    acc = (logits.argmax(1) == data.targets).float().mean().item()
-    return loss, acc
+    pred = logits.argmax(1)
+    acc = (pred == data.targets).float().mean().item()
+    f1 = f1_score(data.targets.numpy(), pred.numpy(), labels=list(range(len(data.classes))), average="macro",
+                  zero_division=0)
+    return loss, acc, float(f1)
+
+
+SELECT = ("val_acc", "val_macro_f1")
 
 
 def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, resume=False,
@@ -113,25 +195,37 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
         raise UserError(f"{desc}: epochs = {epochs}, expected 0 or more")
     # A checkpoint is only resumed if it started from the same weights, data and settings;
     # otherwise (say stage 3 was re-run before stage 5) it is stale and training starts afresh.
+    cap, select, recal = t.get("max_per_class", 0), t.get("select", "val_acc"), t.get("bn_recalibrate_batches", 0)
+    weighting = t.get("class_weight", "inverse")
+    if select not in SELECT:
+        raise UserError(f"train.select = '{select}': expected one of {', '.join(SELECT)}")
     fingerprint = {"start_weights": state_hash(model.state_dict()), "classes": list(train_data.classes),
                    "train_images": len(train_data), "val_images": len(val_data), "lr": lr,
                    "step_size": step_size, "gamma": gamma, "batch_size": t["batch_size"], "seed": t["seed"]}
+    # settings that are off in the thesis enter the fingerprint only when on (old checkpoints stay valid)
+    fingerprint.update({k: v for k, v in (("max_per_class", cap), ("select", select), ("bn_recalibrate_batches", recal),
+                                           ("class_weight", weighting if weighting != "inverse" else None),
+                                           ("rr_features", getattr(train_data, "rr_features", None)))
+                        if v and v != "val_acc"})
     model.to(device, memory_format=torch.channels_last)  # before the optimizer: its state follows the weights
-    weights = class_weights(train_data).to(device)
+    main = distributed.is_main()
+    weights = class_weights(train_data, cap, weighting)
+    weights = None if weights is None else weights.to(device)
     criterion = nn.CrossEntropyLoss(weight=weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size or 10**9, gamma=gamma)
     history, best, start = [], None, 0
     ckpt_path = Path(ckpt_path)
+    distributed.barrier()  # a checkpoint rank 0 is writing is complete before anyone reads it
     if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         if ck.get("classes") != list(train_data.classes):
             raise UserError(f"{ckpt_path}: checkpoint was trained on classes {ck.get('classes')}, the data has "
                             f"{train_data.classes}; delete it or train without --resume")
         changed = sorted(k for k in fingerprint if ck.get("fingerprint", {}).get(k) != fingerprint[k])
-        if changed:
+        if changed and main:
             print(f"{ckpt_path}: not resumed, it was made with another {', '.join(changed)}; starting afresh")
-        else:
+        elif not changed:
             try:
                 model.load_state_dict(ck["model"])
             except RuntimeError as e:
@@ -139,31 +233,39 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
             optimizer.load_state_dict(ck["optimizer"])
             scheduler.load_state_dict(ck["scheduler"])
             history, best, start = ck["history"], ck["best"], ck["epoch"]
-            print(f"resuming after epoch {start} from {ckpt_path}")
+            if main:
+                print(f"resuming after epoch {start} from {ckpt_path}")
+    net = distributed.wrap(model, device)  # `model` stays the plain module: its state dict is saved
     if epochs == 0:  # nothing to train (e.g. QAT skipped): the model as given is the result
         best = {"epoch": 0, "val_acc": None, "state_dict": snapshot(model.state_dict())}
     for epoch in range(start, epochs):
         torch.manual_seed(t["seed"] + 1000 + epoch)  # dropout / stochastic depth
         gen = torch.Generator().manual_seed(t["seed"] + epoch)  # shuffle order
         t0, epoch_lr = time.perf_counter(), lr_of(scheduler)
-        tr_loss, tr_acc = train_one_epoch(model, criterion, optimizer, train_data, device, t["batch_size"], gen,
-                                          desc=f"{desc} {epoch + 1}/{epochs}")
-        va_loss, va_acc = evaluate(model, criterion, val_data, device)
+        tr_loss, tr_acc = train_one_epoch(net, criterion, optimizer, train_data, device, t["batch_size"], gen,
+                                          desc=f"{desc} {epoch + 1}/{epochs}", max_per_class=cap)
+        distributed.broadcast_buffers(model)  # BatchNorm statistics: rank 0's, everywhere
+        if recal:
+            recalibrate_batchnorm(model, train_data, device, recal, t["batch_size"],
+                                  torch.Generator().manual_seed(t["seed"] + 2000 + epoch))
+        va_loss, va_acc, va_f1 = evaluate(model, criterion, val_data, device)
         scheduler.step()
         row = {"epoch": epoch + 1, "lr": epoch_lr,
                "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss, "val_acc": va_acc,
-               "seconds": time.perf_counter() - t0}
+               "val_macro_f1": va_f1, "seconds": time.perf_counter() - t0}
         history.append(row)
-        if best is None or va_acc > best["val_acc"]:
-            best = {"epoch": epoch + 1, "val_acc": va_acc,
+        if best is None or row[select] > best.get(select, best["val_acc"]):
+            best = {"epoch": epoch + 1, "val_acc": va_acc, "val_macro_f1": va_f1,
                     "state_dict": snapshot(model.state_dict())}
-        print(f"epoch {epoch + 1}: train loss {tr_loss:.4f} acc {tr_acc:.4f} | val loss {va_loss:.4f} "
-              f"acc {va_acc:.4f} | {row['seconds']:.0f} s", flush=True)
-        write_log(log_path, history)
-        files.save_with(ckpt_path, lambda tmp: torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "history": history, "best": best, "epoch": epoch + 1, "classes": list(train_data.classes),
-             "fingerprint": fingerprint}, tmp))
+        if main:  # only rank 0 writes
+            print(f"epoch {epoch + 1}: train loss {tr_loss:.4f} acc {tr_acc:.4f} | val loss {va_loss:.4f} "
+                  f"acc {va_acc:.4f} macro F1 {va_f1:.4f} | {row['seconds']:.0f} s", flush=True)
+            write_log(log_path, history)
+            files.save_with(ckpt_path, lambda tmp: torch.save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "history": history, "best": best, "epoch": epoch + 1, "classes": list(train_data.classes),
+                 "fingerprint": fingerprint}, tmp))
+        distributed.barrier()
     return history, best
 
 

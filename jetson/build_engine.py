@@ -6,10 +6,12 @@
 auto = INT8 from ecg_model_quantized.onnx where the GPU has INT8 (Xavier, Orin, x86 GPUs),
 else FP16 from ecg_model_float.onnx (Jetson Nano), else FP32. Works with TensorRT 8.2
 (JetPack 4.6) and TensorRT 10/11. Writes the engine and ENGINE.json (TensorRT version, GPU,
-precision, classes), which infer_trt.py checks before loading.
+precision, classes), which infer_trt.py checks before loading, and prints the trtexec command
+that builds the same engine with NVIDIA's own tool, as a second opinion.
 """
 import argparse
 import os
+import shlex
 import time
 
 from common import (DeviceError, PRECISIONS, choose_precision, import_tensorrt, main_guard, onnx_classes,
@@ -57,6 +59,25 @@ def set_precision(trt, config, precision, strongly_typed):
         config.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ: no calibrator needed
 
 
+def trtexec_command(onnx_path, engine_path, precision, strongly_typed, trt_major_version, shapes, opt_batch,
+                    max_batch, workspace_mb, timing_cache):
+    """The trtexec line equivalent to this build. shapes: [(input name, dims after the batch)]."""
+    def profile(batch):
+        return ",".join("{}:{}".format(name, "x".join(str(d) for d in (batch,) + tuple(rest))) for name, rest in shapes)
+
+    cmd = ["trtexec", "--onnx=" + onnx_path, "--saveEngine=" + engine_path, "--minShapes=" + profile(1),
+           "--optShapes=" + profile(opt_batch), "--maxShapes=" + profile(max_batch)]
+    if strongly_typed:  # TensorRT >= 10: the ONNX's own types (Q/DQ, FP16 tensors) decide
+        cmd.append("--stronglyTyped")
+    else:
+        cmd += ["--fp16"] if precision in ("fp16", "int8") else []
+        cmd += ["--int8"] if precision == "int8" else []  # explicit Q/DQ: no calibration cache
+    cmd.append("--workspace={}".format(workspace_mb) if trt_major_version < 10
+               else "--memPoolSize=workspace:{}".format(workspace_mb))  # --workspace is gone in TensorRT 10
+    cmd += ["--timingCacheFile=" + timing_cache, "--dumpProfile", "--separateProfileRun"]
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
 def parse_onnx(trt, network, logger, path):
     parser = trt.OnnxParser(network, logger)
     with open(path, "rb") as f:
@@ -95,14 +116,21 @@ def main():
     strongly_typed = precision == "int8" and trt_major(trt) >= 10 or trt_major(trt) >= 11
     network = make_network(trt, builder, strongly_typed)
     parse_onnx(trt, network, logger, onnx_path)
-    inp = network.get_input(0)
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    shapes = [(t.name, tuple(t.shape)[1:]) for t in inputs]  # only the batch dimension is dynamic
+    inp = inputs[0]
     _, c, h, w = tuple(inp.shape)
+    out = args.out or "ecg_{}.engine".format(precision)
+    print("same build with NVIDIA's trtexec (second opinion):\n  " + trtexec_command(
+        onnx_path, out, precision, strongly_typed, trt_major(trt), shapes, args.opt_batch, args.max_batch,
+        args.workspace_mb, args.timing_cache))
 
     config = builder.create_builder_config()
     set_workspace(trt, config, args.workspace_mb << 20)
     set_precision(trt, config, precision, strongly_typed)
     profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, (1, c, h, w), (args.opt_batch, c, h, w), (args.max_batch, c, h, w))
+    for name, rest in shapes:
+        profile.set_shape(name, (1,) + rest, (args.opt_batch,) + rest, (args.max_batch,) + rest)
     config.add_optimization_profile(profile)
     cache_bytes = open(args.timing_cache, "rb").read() if os.path.isfile(args.timing_cache) else b""
     cache = config.create_timing_cache(cache_bytes)
@@ -114,7 +142,6 @@ def main():
         raise DeviceError("{}: TensorRT could not build an engine (see the messages above; on the Nano try "
                           "a smaller --workspace-mb or --max-batch)".format(onnx_path))
     seconds = time.time() - t0
-    out = args.out or "ecg_{}.engine".format(precision)
     with open(out + ".tmp", "wb") as f:
         f.write(serialized)
     os.replace(out + ".tmp", out)

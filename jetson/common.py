@@ -6,6 +6,7 @@ and on newer TensorRT (10/11). All TensorRT API differences live here, one funct
 import json
 import os
 import sys
+import traceback
 
 
 class DeviceError(Exception):
@@ -13,10 +14,18 @@ class DeviceError(Exception):
 
 
 def main_guard(fn):
+    """A DeviceError becomes one 'error: ...' line and exit status 2; with ECG_DEBUG=1 in the
+    environment the full traceback comes first, including the exception it was raised from."""
     def wrapper():
         try:
             return fn()
         except DeviceError as e:
+            if os.environ.get("ECG_DEBUG", "") not in ("", "0"):
+                cause = e
+                while cause is not None:  # undo `raise ... from None`: show what lies behind
+                    cause.__suppress_context__ = False
+                    cause = cause.__cause__ or cause.__context__
+                traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
             sys.stderr.write("error: {}\n".format(e))
             sys.exit(2)
     return wrapper

@@ -1,10 +1,10 @@
-"""Stage-1 preprocessing on the device, without PyWavelets: the CWT is the precomputed operator
-file (cwt_operator.npz) that 7_AIMET_onnx.py writes. Python 3.6+, numpy, scipy, OpenCV, wfdb.
+"""Stage-1 scalograms on the device, without PyWavelets: the CWT is the precomputed operator
+file (cwt_operator.npz) that 7_AIMET_onnx.py writes. Python 3.6+, numpy, OpenCV.
 
-Same steps and numbers as the pipeline's stage 1 (the tests compare the pixels): baseline by
-two median filters, annotation filtering, R-peak alignment, amplitude normalisation, 200-sample
-windows, |CWT| scaled to uint8 per image, bicubic resize to 100x100. Unlike stage 1 it labels
-every annotated beat, not only those of the training classes.
+The steps before the CWT (baseline by two median filters, R-peak alignment, amplitude
+normalisation, 200-sample windows) live in streaming.py, which runs them on whole records and on
+streams; with the record's annotations and --normalise record they give stage 1's images pixel
+for pixel (tests/test_jetson.py). Here: |CWT| scaled to uint8 per image, bicubic resize to 100x100.
 """
 import numpy as np
 
@@ -20,55 +20,6 @@ def load_operator(path):
     if "operator" not in op:
         raise DeviceError("{}: not a CWT operator file (no 'operator' array)".format(path))
     return op
-
-
-def read_record(path, fs_expected, lead=0):
-    try:
-        import wfdb
-    except ImportError:
-        raise DeviceError("record input needs the wfdb package (pip3 install wfdb)")
-    try:
-        header = wfdb.rdheader(path)
-    except Exception as e:
-        raise DeviceError("{}.hea: cannot read the record header ({})".format(path, e))
-    if header.fs != fs_expected:
-        raise DeviceError("{}.hea: sampling rate {:g} Hz, the model expects {:g} Hz".format(path, header.fs, fs_expected))
-    try:
-        x = wfdb.rdrecord(path, channels=[lead]).p_signal[:, 0]
-        ann = wfdb.rdann(path, "atr")
-    except Exception as e:
-        raise DeviceError("{}: cannot read the record and its .atr beat annotations ({})".format(path, e))
-    return x, np.asarray(ann.sample, dtype=np.int64), np.asarray(ann.symbol)
-
-
-def beats_of_record(x, samples, symbols, op):
-    """Aligned R peaks, their annotation symbols and the normalised 200-sample windows."""
-    from scipy.signal import medfilt
-
-    fs = float(op["fs"])
-    baseline = x
-    for w in op["baseline_windows_s"]:
-        n = int(float(w) * fs) - 1
-        baseline = medfilt(baseline, n if n % 2 else n + 1)
-    filtered = x - baseline
-    keep = ~np.isin(symbols, list(op["invalid_symbols"]))
-    samples, symbols = samples[keep], symbols[keep]
-    half = int(float(op["align_halfwidth_s"]) * fs)
-    peaks = np.empty_like(samples)
-    for i, r in enumerate(samples):
-        left, right = max(r - half, 0), min(r + half, len(filtered))
-        peaks[i] = left + np.argmax(filtered[left:right])
-    if len(peaks) == 0:
-        raise DeviceError("the record has no beat annotations to classify")
-    normalized = filtered / np.mean(filtered[peaks])
-    before, after = int(op["before"]), int(op["after"])
-    ok = (peaks - before >= 0) & (peaks + after < len(normalized))
-    peaks, symbols = peaks[ok], symbols[ok]
-    if len(peaks) == 0:
-        raise DeviceError("the record has no complete beat window ({} samples before and {} after R)".format(
-            before, after))
-    windows = normalized[peaks[:, None] + np.arange(-before, after)[None, :]]
-    return peaks, symbols, windows
 
 
 def images(windows, op, batch=128):

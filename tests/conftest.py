@@ -1,3 +1,23 @@
+import contextlib
+import io
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+"""Shared fixtures. Test tiers (markers registered in pytest.ini, applied here by fixture):
+
+- `data`: needs the MIT-BIH records (MITDB_DIR, else data/mitdb here); skipped without them;
+- `slow`: runs the training stages end to end on a real subset (minutes);
+- everything else is the unit tier: `make test-fast` (pytest -m "not data and not slow").
+
+A test that reaches these fixtures through `request.getfixturevalue` is invisible to the
+markers: mark it (or its module, `pytestmark`) by hand; `subset` also skips in a run that
+excludes the slow tier, so such a test never starts the training stages there.
+"""
 import os
 import subprocess
 import sys
@@ -7,7 +27,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
-MITDB = Path(os.environ.get("MITDB_DIR", REPO.parent / "shared" / "mitdb"))
+MITDB = Path(os.environ.get("MITDB_DIR") or REPO / "data" / "mitdb")
+SLOW_FIXTURES = {"subset", "trained", "pruned", "quantized"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if "mitdb" in used:
+            item.add_marker(pytest.mark.data)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +52,26 @@ def run_script(script, *args, check=True, env=None):
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], capture_output=True,
                           text=True, env=full_env, cwd=REPO)
+    return _checked(script, proc, check)
+
+
+def run_main(script, *args, check=True):
+    """Run a numbered script's main() in this process, as `run_script` does in a new one, for the
+    unit tier's short runs (error paths, stage 2): no interpreter and torch import per call.
+    Returns a CompletedProcess with the exit status and the captured stdout and stderr."""
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv, code = [str(REPO / script), *map(str, args)], 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(REPO / script), run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = argv
+    return _checked(script, subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue()), check)
+
+
+def _checked(script, proc, check):
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -31,8 +81,10 @@ PER_CLASS = 120
 
 
 @pytest.fixture(scope="session")
-def subset(mitdb, tmp_path_factory):
+def subset(mitdb, tmp_path_factory, request):
     """Stage 1 on four records (one per class), then PER_CLASS beats of each class, spread evenly."""
+    if "not slow" in (request.config.option.markexpr or ""):
+        pytest.skip("needs the training stages: the slow tier, which this run leaves out")
     work = tmp_path_factory.mktemp("real")
     full = work / "full"
     run_script("1_preprocessing.py", "--data-dir", mitdb, "--records", "105", "109", "118", "119", "--out", full)
@@ -57,13 +109,13 @@ def trained(subset):
 
 @pytest.fixture(scope="session")
 def pruned(trained):
-    run_script("5_magnitude_channel_pruning.py", "--workdir", trained, "--epochs", "2", "--set", "train.batch_size=16")
+    run_script("5_magnitude_channel_pruning.py", "--workdir", trained, "--epochs", "2", "--batch-size", "16")
     return trained
 
 
 @pytest.fixture(scope="session")
 def quantized(pruned):
     run_script("6_AIMET_quantization.py", "--workdir", pruned, "--epochs", "1", "--calibration-images", "128",
-               "--set", "train.batch_size=16")
+               "--batch-size", "16")
     run_script("7_AIMET_onnx.py", "--workdir", pruned)
     return pruned

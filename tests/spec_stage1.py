@@ -1,4 +1,4 @@
-"""A plain, literal implementation of SPEC stage 1 (one beat at a time, as the thesis does it).
+"""A plain, literal implementation of the thesis' stage 1 (docs/design.md), one beat at a time as the thesis does it.
 
 It shares no code with the `ecg` package on purpose: tests compare the package against it
 pixel by pixel, and bench/bench_preprocessing.py times it as the baseline.
@@ -23,7 +23,7 @@ CLASSES = [  # (class, records, symbol)
 
 
 def process_record(path, record, out):
-    """Write SPEC stage-1 PNGs of one record into out/<class>/; return [(relpath, sample, symbol)]."""
+    """Write the thesis' stage-1 PNGs of one record into out/<class>/; return [(relpath, sample, symbol)]."""
     signal = wfdb.rdrecord(os.path.join(path, record), channels=[0]).p_signal[:, 0]
     ann = wfdb.rdann(os.path.join(path, record), "atr")
     fs = 360

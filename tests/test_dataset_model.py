@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from conftest import run_script
+from conftest import run_main
 from ecg import dataset, model
 from ecg.errors import UserError
 from helpers import fake_scalograms
@@ -50,7 +50,7 @@ def test_bad_split_folders(tmp_path, problem):
             match = "100_1_0.png: image is 100x50, expected 100x100"
     with pytest.raises(UserError, match=match):
         dataset.ScalogramDataset(root, progress=False)
-    proc = run_script("3_training.py", "--workdir", tmp_path, "--set", f'paths.train_dir="{root}"', check=False)
+    proc = run_main("3_training.py", "--workdir", tmp_path, "--set", f'paths.train_dir="{root}"', check=False)
     assert proc.returncode == 2 and match.split(":")[-1].strip() in proc.stderr
 
 
@@ -84,16 +84,16 @@ def test_foreign_model_file_is_refused_not_unpickled(tmp_path):
     target = tmp_path / "pwned"
     torch.save({"x": Evil(str(target))}, tmp_path / "evil.pth")
     fake_scalograms(tmp_path / "data" / "test_images", {"0": 2, "1": 2})
-    proc = run_script("4_testing.py", "--workdir", tmp_path, "--model", tmp_path / "evil.pth", check=False)
+    proc = run_main("4_testing.py", "--workdir", tmp_path, "--model", tmp_path / "evil.pth", check=False)
     assert proc.returncode == 2 and "evil.pth: not a model file of this pipeline" in proc.stderr
     assert not target.exists()
     torch.save({"state_dict": {}}, tmp_path / "plain.pth")
-    proc = run_script("4_testing.py", "--workdir", tmp_path, "--model", tmp_path / "plain.pth", check=False)
+    proc = run_main("4_testing.py", "--workdir", tmp_path, "--model", tmp_path / "plain.pth", check=False)
     assert proc.returncode == 2 and "no 'ecg-scalogram-model/1' marker" in proc.stderr
 
 
 def test_model_classes_must_match_data(tmp_path):
     model.save(tmp_path / "m.pth", model.build_model(3).state_dict(), ["0", "1", "2"])
     fake_scalograms(tmp_path / "data" / "test_images", {"0": 2, "1": 2})
-    proc = run_script("4_testing.py", "--workdir", tmp_path, "--model", tmp_path / "m.pth", check=False)
+    proc = run_main("4_testing.py", "--workdir", tmp_path, "--model", tmp_path / "m.pth", check=False)
     assert proc.returncode == 2 and "differ from the model's" in proc.stderr

@@ -1,5 +1,6 @@
 """jetson/: Python 3.6 compatible, free of training code; precision choice, engine checks, and
-infer_trt.py end to end through its ONNX Runtime backend (folder and record inputs)."""
+infer_trt.py end to end through its ONNX Runtime backend (folder and annotated-record inputs;
+raw ECG, streams and scoring: test_device_record.py)."""
 import ast
 import csv
 import importlib
@@ -89,14 +90,26 @@ def test_folder_inference_with_onnxruntime(quantized):
 
 
 def test_record_inference_matches_stage1_pixels(quantized, mitdb, tmp_path):
-    """Device preprocessing of record 119 gives the stage-1 images of its PVC beats."""
+    """Device preprocessing of record 119 with its annotated beats (--beats annotations, stage 1's
+    normalisation) gives the stage-1 images of its beats, pixel for pixel."""
     import scalograms
+    import signal_input
+    import streaming
+    from rr_features import beat_peaks
 
     op = scalograms.load_operator(str(quantized / "model_save" / "cwt_operator.npz"))
-    x, samples, symbols = scalograms.read_record(str(mitdb / "119"), 360.0)
-    peaks, syms, windows = scalograms.beats_of_record(x, samples, symbols, op)
-    imgs = scalograms.images(windows, op)
-    by_sample = dict(zip(peaks.tolist(), imgs))
+    sig = signal_input.read_wfdb(str(mitdb / "119"))
+    samples, symbols = beat_peaks(sig.ann_samples, sig.ann_symbols)
+    seen = []
+
+    def keep_images(u8, rr):
+        seen.extend(u8)
+        return np.zeros(len(u8), np.int64), np.ones(len(u8))
+
+    engine = streaming.BeatEngine(op, 360.0, keep_images, "record", samples,
+                                  ~np.isin(symbols, list(op["invalid_symbols"])))
+    beats = [b for b in engine.push(sig.x, final=True) if b[3] is not None]
+    by_sample = dict(zip([b[2] for b in beats], seen))
     with open(quantized / "full" / "manifest.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["record"] == "119"]
     assert len(rows) > 400
@@ -105,10 +118,11 @@ def test_record_inference_matches_stage1_pixels(quantized, mitdb, tmp_path):
     assert same == len(rows)
     out = tmp_path / "beats.csv"
     run = infer("--backend", "onnxruntime", "--onnx", quantized / "model_save" / "ecg_model_quantized.onnx",
-                "--record", mitdb / "119", "--operator", quantized / "model_save" / "cwt_operator.npz", "--out", out)
+                "--record", mitdb / "119", "--beats", "annotations", "--operator",
+                quantized / "model_save" / "cwt_operator.npz", "--out", out)
     assert run.returncode == 0, run.stderr
     labels = list(csv.DictReader(open(out)))
-    assert len(labels) == len(peaks) and "real time" in run.stdout
+    assert len(labels) == len(beats) and "real time" in run.stdout
     v = [r for r in labels if r["annotation"] == "V"]
     assert sum(r["predicted"] == "3" for r in v) / len(v) > 0.7  # PVCs recognised as class 3
 
@@ -130,11 +144,10 @@ def test_infer_bad_input(quantized, tmp_path, case):
     else:
         import wfdb
 
-        sig = np.sin(np.arange(250 * 20) / 20.0)[:, None]
-        wfdb.wrsamp("r250", fs=250, units=["mV"], sig_name=["MLII"], p_signal=sig, fmt=["16"], write_dir=str(tmp_path))
-        wfdb.wrann("r250", "atr", np.array([500, 1000]), symbol=["N", "N"], write_dir=str(tmp_path))
-        args[4:6] = ["--record", tmp_path / "r250", "--operator", quantized / "model_save" / "cwt_operator.npz"]
-        needle = "sampling rate 250 Hz, the model expects 360 Hz"
+        sig = np.sin(np.arange(50 * 20) / 20.0)[:, None]
+        wfdb.wrsamp("r50", fs=50, units=["mV"], sig_name=["MLII"], p_signal=sig, fmt=["16"], write_dir=str(tmp_path))
+        args[4:6] = ["--record", tmp_path / "r50", "--operator", quantized / "model_save" / "cwt_operator.npz"]
+        needle = "sampling rate 50 Hz is below 100 Hz"
     run = infer(*args)
     assert run.returncode == 2 and needle in run.stderr, run.stderr
 

@@ -6,16 +6,23 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from conftest import run_script
+from conftest import run_main
 from ecg import model, pruning
 from ecg.errors import UserError
 
 
-def test_pruned_counts_match_torch_pruning_and_fall():
+@pytest.fixture(scope="module")
+def pruned_b0():
+    """EfficientNet-B0 pruned at the thesis ratio (pruning it takes seconds: once per module), and
+    the size figures of the unpruned model."""
     torch.manual_seed(0)
     net = model.build_model(4).eval()
     before = pruning.size_figures(net)
-    pruning.prune(net, 0.5, round_to=8)
+    return before, pruning.prune(net, 0.5, round_to=8).eval()
+
+
+def test_pruned_counts_match_torch_pruning_and_fall(pruned_b0):
+    before, net = pruned_b0
     after = pruning.size_figures(net)
     macs, params = tp.utils.count_ops_and_params(net, torch.zeros(1, 1, 100, 100))
     assert (after["macs"], after["params"]) == (macs, params)
@@ -55,9 +62,8 @@ def test_bad_ratio_and_no_convs():
         pruning.prune(nn.Sequential(nn.Flatten(), nn.Linear(10000, 4)), 0.5)
 
 
-def test_compact_file_round_trip_is_exact(tmp_path):
-    torch.manual_seed(1)
-    net = pruning.prune(model.build_model(4), 0.5, round_to=8).eval()
+def test_compact_file_round_trip_is_exact(pruned_b0, tmp_path):
+    net = pruned_b0[1]
     model.save(tmp_path / "c.pth", net.state_dict(), list("0123"), shapes=model.layer_shapes(net))
     torch.load(tmp_path / "c.pth", weights_only=True)  # no pickled modules inside
     again, _ = model.load(tmp_path / "c.pth")
@@ -85,7 +91,7 @@ def test_pruning_script_bad_input(tmp_path, case):
     args = {"ratio": ["--ratio", "1.5"], "missing": ["--model", tmp_path / "nope.pth"],
             "foreign": ["--model", tmp_path / "foreign.pth"]}[case]
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pth")
-    proc = run_script("5_magnitude_channel_pruning.py", "--workdir", tmp_path, *args, check=False)
+    proc = run_main("5_magnitude_channel_pruning.py", "--workdir", tmp_path, *args, check=False)
     assert proc.returncode == 2, proc.stderr
     assert {"ratio": "outside (0, 1)", "missing": "nope.pth: model file not found",
             "foreign": "foreign.pth: not a model file"}[case] in proc.stderr

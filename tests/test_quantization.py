@@ -1,19 +1,22 @@
-"""Stages 6-7 on the small real subset: QAT for one epoch, both exports, the ONNX checks, and
-agreement between the QDQ ONNX and the simulated model."""
+"""Stages 6-7 on the small real subset: QAT for one epoch, the exports, the ONNX and TensorRT
+checks, agreement between the Q/DQ ONNX files and the simulated model, and stage 7's table."""
 import json
 
 import numpy as np
 import pytest
 import torch
+from onnx import numpy_helper
 
-from conftest import run_script
-from ecg import dataset, onnx_export
+from conftest import run_main, run_script
+from ecg import dataset, onnx_check, trt_compat
+
+FLOAT, QDQ, COMPACT = "ecg_model_float.onnx", "ecg_model_quantized.onnx", "ecg_model_quantized_trt10.onnx"
+FP16, DYNAMIC = "ecg_model_fp16.onnx", "ecg_model_quantized_int8.onnx"
 
 
 def test_qat_exports_and_reports(quantized):
     out, rep = quantized / "model_save", quantized / "reports"
-    for f in ("ecg_model_quantized.onnx", "ecg_model_float.onnx", "ecg_model_quantized_encodings.json",
-              "ecg_model_qat.pth"):
+    for f in (QDQ, COMPACT, FLOAT, FP16, DYNAMIC, "ecg_model_quantized_encodings.json", "ecg_model_qat.pth"):
         assert (out / f).is_file(), f
     for f in ("weight_ranges_cle.png", "qat_log.csv", "test_result_qat.json", "stage6_test_logits.npz"):
         assert (rep / f).is_file(), f
@@ -25,32 +28,81 @@ def test_qat_exports_and_reports(quantized):
     assert enc["activation_encodings"] and enc["param_encodings"]
 
 
-def test_qdq_onnx_is_tensorrt_ready(quantized):
-    m = onnx_export.load_checked(quantized / "model_save" / "ecg_model_quantized.onnx")
-    assert onnx_export.opset(m) == 13
-    c = onnx_export.qdq_check(m)
-    assert c["problems"] == [] and c["quantize_linear"] > 50 and c["quantized_conv_gemm"] > 50
-    float_size = (quantized / "model_save" / "ecg_model_float.onnx").stat().st_size
-    assert (quantized / "model_save" / "ecg_model_quantized.onnx").stat().st_size < float_size / 3
+def test_qdq_onnx_is_the_tensorrt8_form(quantized):
+    """Float weights -> QuantizeLinear -> DequantizeLinear (per channel, axis 0, one positive scale
+    per output channel, int8 zero points 0) on every Conv/Gemm; activations per tensor."""
+    m = onnx_check.load_checked(quantized / "model_save" / QDQ)
+    assert trt_compat.violations(m) == []
+    s = onnx_check.qdq_summary(m)
+    assert s["problems"] == [] and s["quantize_linear"] > 50 and s["quantized_conv_gemm"] > 50
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    weights = 0
+    for node in m.graph.node:
+        if node.op_type in ("Conv", "Gemm"):
+            dq = producer[node.input[1]]
+            q = producer[dq.input[0]]
+            assert q.op_type == "QuantizeLinear" and inits[q.input[0]].dtype == np.float32, node.name
+            w, scale = inits[q.input[0]], inits[q.input[1]]
+            assert [a.i for a in q.attribute if a.name == "axis"] == [0] and scale.shape == (w.shape[0],)
+            assert np.all(scale > 0) and np.all(inits[q.input[2]] == 0) and inits[q.input[2]].dtype == np.int8
+            weights += 1
+        elif node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            assert inits[node.input[1]].size == 1 and inits[node.input[2]] == 0  # activations: per tensor, symmetric
+    assert weights == s["quantized_conv_gemm"]
+    assert not [n for n, a in inits.items() if a.dtype == np.int8 and a.size > 1 and np.any(a)]  # no int8 weights
+
+
+def test_every_export_against_tensorrt_rules(quantized):
+    out = quantized / "model_save"
+    for f in (FLOAT, QDQ, FP16):
+        assert trt_compat.violations(onnx_check.load_checked(out / f)) == [], f
+    compact = onnx_check.load_checked(out / COMPACT)  # the old form: INT8 initializers into DequantizeLinear
+    found = trt_compat.violations(compact)
+    assert {v.rule for v in found} == {"int8-weights"}
+    assert len(found) == onnx_check.qdq_summary(compact)["quantized_conv_gemm"]
+    assert trt_compat.violations(compact, allow_int8_weights=True) == []
+    assert "op" in {v.rule for v in trt_compat.violations(onnx_check.load_checked(out / DYNAMIC))}
+    assert (out / COMPACT).stat().st_size < (out / FLOAT).stat().st_size / 3
 
 
 def test_qdq_onnx_agrees_with_simulation(quantized):
     ref = np.load(quantized / "reports" / "stage6_test_logits.npz")
     data = dataset.ScalogramDataset(quantized / "data" / "test_images", progress=False)
     x = data.images.unsqueeze(1).float().div(255).numpy()
-    sess = onnx_export.session(quantized / "model_save" / "ecg_model_quantized.onnx", optimize=False)
-    pred = onnx_export.run_all(sess, x).argmax(1)
-    assert (pred == ref["qat"].argmax(1)).mean() >= 0.99
+    logits = {f: onnx_check.run_all(onnx_check.session(quantized / "model_save" / f, optimize=False), x)
+              for f in (QDQ, COMPACT)}
+    assert (logits[QDQ].argmax(1) == ref["qat"].argmax(1)).mean() >= 0.99
+    # both forms hold the same quantized weights
+    assert (logits[QDQ].argmax(1) == logits[COMPACT].argmax(1)).all()
+    np.testing.assert_allclose(logits[QDQ], logits[COMPACT], rtol=0, atol=1e-5)
 
 
 def test_stage7_table(quantized):
     s = json.loads((quantized / "reports" / "onnx_summary.json").read_text())
-    labels = [r["variant"] for r in s["results"]]
-    assert any("ORT_DISABLE_ALL" in v for v in labels) and any("not loadable by TensorRT" in v for v in labels)
-    exact = [r for r in s["results"] if "DISABLE_ALL" in r["variant"] or r["variant"].startswith("float")]
-    assert all(r["agreement_with_pytorch"] >= 0.995 for r in exact)
+    rows = {r["variant"]: r for r in s["results"]}
+    assert any("ORT_DISABLE_ALL" in v for v in rows) and any("not loadable by TensorRT" in v for v in rows)
+    fp16 = next(r for v, r in rows.items() if v.startswith("FP16"))
+    assert fp16["reference"] == "FP32 ONNX" and fp16["agreement"] >= 0.995 and fp16["file"] == FP16
+    assert all(r["agreement"] >= 0.995 for r in rows.values() if r["strict"])
+    assert {r["file"] for r in rows.values() if r["strict"]} == {FLOAT, FP16, QDQ, COMPACT}
+    trt = s["tensorrt"]
+    assert {f: trt[f]["tensorrt_8_2"] for f in (FLOAT, QDQ, FP16)} == {FLOAT: "ok", QDQ: "ok", FP16: "ok"}
+    assert trt[COMPACT]["tensorrt_8_2"].startswith("no: ") and "int8-weights violations" in trt[COMPACT]["tensorrt_8_2"]
+    assert trt[COMPACT]["tensorrt_10_form"] == "ok"
+    assert trt[DYNAMIC]["tensorrt_8_2"].startswith("no: ") and " op violations" in trt[DYNAMIC]["tensorrt_8_2"]
+    text = (quantized / "reports" / "onnx_summary.txt").read_text()
+    assert "TensorRT 8.2: ok" in text and "FP16" in text
     assert (quantized / "model_save" / "cwt_operator.npz").is_file()
-    assert (quantized / "model_save" / "ecg_model_quantized_int8.onnx").is_file()
+
+
+def test_stage7_refuses_int8_weight_initializers(quantized):
+    """The INT8-initializer Q/DQ form as the INT8 engine's file: TensorRT 8.x would not parse it."""
+    proc = run_script("7_AIMET_onnx.py", "--workdir", quantized, "--qdq-onnx",
+                      quantized / "model_save" / COMPACT, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {quantized / 'model_save' / COMPACT}: TensorRT 8.2 would not parse it")
+    assert "(DequantizeLinear): int8-weights" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "foreign"])
@@ -61,7 +113,7 @@ def test_stage7_bad_onnx(tmp_path, case):
     elif case == "foreign":
         net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
         torch.onnx.export(net, (torch.zeros(1, 4),), str(path), opset_version=13, dynamo=False)
-    proc = run_script("7_AIMET_onnx.py", "--workdir", tmp_path, "--float-onnx", path, check=False)
+    proc = run_main("7_AIMET_onnx.py", "--workdir", tmp_path, "--float-onnx", path, check=False)
     assert proc.returncode == 2
     assert {"missing": "ONNX file not found", "corrupt": "corrupt or invalid ONNX",
             "foreign": "not an ONNX model of this pipeline"}[case] in proc.stderr
@@ -69,9 +121,9 @@ def test_stage7_bad_onnx(tmp_path, case):
 
 def test_stage6_bad_input(tmp_path):
     torch.save({"a": torch.zeros(1)}, tmp_path / "foreign.pth")
-    proc = run_script("6_AIMET_quantization.py", "--workdir", tmp_path, "--model", tmp_path / "foreign.pth", check=False)
+    proc = run_main("6_AIMET_quantization.py", "--workdir", tmp_path, "--model", tmp_path / "foreign.pth", check=False)
     assert proc.returncode == 2 and "not a model file" in proc.stderr
-    proc = run_script("6_AIMET_quantization.py", "--workdir", tmp_path, check=False)
+    proc = run_main("6_AIMET_quantization.py", "--workdir", tmp_path, check=False)
     assert proc.returncode == 2 and "model file not found" in proc.stderr
 
 

@@ -4,7 +4,7 @@ import csv
 
 from sklearn.model_selection import train_test_split
 
-from conftest import run_script
+from conftest import run_main
 from ecg import split
 from helpers import fake_scalograms
 
@@ -18,7 +18,7 @@ def test_random_split_is_the_thesis_split(tmp_path):
     root = fake_scalograms(tmp_path / "scalogram")
     items = split.list_images(root)
     assignment = split.split_random(items, 0.2, 4)
-    # the literal SPEC: sorted files, sklearn twice with random_state=4
+    # the thesis method (docs/design.md): sorted files, sklearn twice with random_state=4
     paths = [p for p, _, _ in items]
     labels = [c for _, c, _ in items]
     tr, rest, _, rest_y = train_test_split(paths, labels, test_size=0.2, stratify=labels, random_state=4)
@@ -27,22 +27,28 @@ def test_random_split_is_the_thesis_split(tmp_path):
     assert dict(zip(paths, assignment)) == expected
 
 
-def test_split_script_is_deterministic_and_complete(tmp_path):
-    fake_scalograms(tmp_path / "data" / "scalogram")
-    run_script("2_train_test_valid_split.py", "--workdir", tmp_path)
-    first = (tmp_path / "data" / "split.csv").read_text()
-    run_script("2_train_test_valid_split.py", "--workdir", tmp_path)
-    assert (tmp_path / "data" / "split.csv").read_text() == first
-    rows = read_split(tmp_path / "data" / "split.csv")
-    assert len(rows) == 100
+def assert_folders_match_split_csv(work, n_images):
+    """Each split folder holds exactly its split.csv rows, no image twice, every image once."""
+    rows = read_split(work / "data" / "split.csv")
+    assert len(rows) == n_images
     seen = set()
     for s in ("train", "val", "test"):
-        folder = tmp_path / "data" / f"{s}_images"
+        folder = work / "data" / f"{s}_images"
         names = {p.relative_to(folder).as_posix() for p in folder.rglob("*.png")}
         assert names == {r["path"] for r in rows if r["split"] == s}
         assert not seen & names
         seen |= names
-    assert len(seen) == 100
+    assert len(seen) == n_images
+    return rows
+
+
+def test_split_script_is_deterministic_and_complete(tmp_path):
+    fake_scalograms(tmp_path / "data" / "scalogram")
+    run_main("2_train_test_valid_split.py", "--workdir", tmp_path)
+    first = (tmp_path / "data" / "split.csv").read_text()
+    run_main("2_train_test_valid_split.py", "--workdir", tmp_path)
+    assert (tmp_path / "data" / "split.csv").read_text() == first
+    rows = assert_folders_match_split_csv(tmp_path, 100)
     counts = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
     assert counts == {"train": 80, "val": 10, "test": 10}
     train_png = next((tmp_path / "data" / "train_images").rglob("*.png"))
@@ -53,14 +59,17 @@ def test_split_script_is_deterministic_and_complete(tmp_path):
 def test_record_split_shares_no_record(tmp_path):
     root = fake_scalograms(tmp_path / "data" / "scalogram",
                            records=("100", "101", "102", "103", "104", "105", "106", "107"))
-    proc = run_script("2_train_test_valid_split.py", "--workdir", tmp_path, "--by", "record")
+    proc = run_main("2_train_test_valid_split.py", "--workdir", tmp_path, "--by", "record")
     assert "records shared by train and test: 0" in proc.stdout
-    rows = read_split(tmp_path / "data" / "split.csv")
+    rows = assert_folders_match_split_csv(tmp_path, 100)
     by_split = {s: {r["record"] for r in rows if r["split"] == s} for s in ("train", "val", "test")}
     assert all(by_split.values())
     assert not (by_split["train"] & by_split["test"] or by_split["train"] & by_split["val"]
                 or by_split["val"] & by_split["test"])
-    assert root.is_dir()
+    for s in ("train", "val", "test"):  # the records in each folder's file names are its split's
+        folder = tmp_path / "data" / f"{s}_images"
+        assert {p.name.split("_")[0] for p in folder.rglob("*.png")} == by_split[s]
+    assert len(list(root.rglob("*.png"))) == 100  # the scalograms themselves stay in place
 
 
 def test_record_split_with_fixed_test_records():
@@ -71,7 +80,7 @@ def test_record_split_with_fixed_test_records():
 
 
 def test_missing_scalograms_is_a_clear_error(tmp_path):
-    proc = run_script("2_train_test_valid_split.py", "--workdir", tmp_path, check=False)
+    proc = run_main("2_train_test_valid_split.py", "--workdir", tmp_path, check=False)
     assert proc.returncode == 2 and "scalogram folder not found" in proc.stderr
 
 

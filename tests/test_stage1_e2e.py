@@ -1,4 +1,4 @@
-"""Stage 1 end to end on real records: pixels equal to the literal SPEC implementation,
+"""Stage 1 end to end on real records: pixels equal to the literal thesis implementation,
 resume after SIGKILL, options."""
 import csv
 import signal

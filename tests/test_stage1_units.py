@@ -8,13 +8,14 @@ from scipy.ndimage import median_filter
 from scipy.signal import medfilt
 
 from ecg import beats as B
+from ecg import config
 from ecg import scalogram
 
 SC = scalogram.scales()
 
 
 def spec_image(beat):
-    """SPEC stage 1, step 7, for one beat."""
+    """The thesis method (docs/design.md, stage 1, step 7) for one beat."""
     coef, _ = pywt.cwt(beat, SC, "mexh")
     s = np.abs(coef)
     s -= s.min()
@@ -32,8 +33,15 @@ def ecg_like():
 
 
 def test_filter_windows_are_the_thesis_ones():
-    assert B.window(0.2, 360) == 71 and B.window(0.6, 360) == 215
-    assert int(0.05 * 360) == 18
+    pp = config.default("preprocess")
+    assert [B.window(w, pp["fs"]) for w in pp["baseline_windows_s"]] == [71, 215]
+    assert int(pp["align_halfwidth_s"] * pp["fs"]) == 18  # as preprocess computes the search half-width
+    assert pp["before"] + pp["after"] == 200 and pp["freq_max"] - pp["freq_min"] + 1 == 100
+
+
+def test_filter_windows_stay_odd_at_other_rates():
+    assert B.window(0.2, 250) == 49 and B.window(0.6, 250) == 149  # int(w*fs) - 1, already odd
+    assert B.window(0.2, 255) == 51  # int(51.0) - 1 = 50 is even: medfilt needs odd, so 51
 
 
 def test_baseline_removal_is_cascaded_zero_padded_medfilt():

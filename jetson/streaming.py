@@ -1,0 +1,277 @@
+"""From raw samples to classified beats, in one pass or chunk by chunk (Python 3.6+, numpy, scipy).
+
+`BeatEngine.push(chunk)` takes the next samples of one lead at the input's own rate and returns
+the beats that became final; `push(last_chunk, final=True)` ends the signal. The batch mode is
+the same engine given the whole signal as one chunk, so a stream and a batch run compute the
+same numbers (tests/test_device_*.py): every step is either a filter with bounded support
+(recomputed on a buffer that carries enough context: exact) or a state machine fed in time order.
+
+Steps, all at the model's rate (the operator file's fs, 360 Hz):
+  resample (Resampler: scipy's resample_poly, polyphase, chunked exactly)
+  baseline removal (stage 1's two centred median filters: 0.2 s and 0.6 s; each output sample
+      depends on the input within +-0.39 s, so a stream is exact 0.39 s behind the input)
+  R peaks: detected (qrs.py) or given (annotations), aligned as stage 1 (largest value within
+      +-50 ms of the baseline-removed lead)
+  amplitude normalisation: "record" (stage 1: the mean R height of the whole record) or
+      "running" (the mean R height of the beats of the last 300 s up to this one: causal)
+  200-sample windows (90 before R, 110 after), RR features (rr_features.py; one beat of
+      look-ahead, so a beat is classified when the next beat is found), CWT images, the model.
+A beat is classified once its window is complete and the next beat is known (or the signal has
+ended); all sample numbers given out are the input's own.
+"""
+from fractions import Fraction
+
+import numpy as np
+from scipy.ndimage import median_filter
+from scipy.signal import firwin, upfirdn
+
+import qrs
+from common import DeviceError
+from rr_features import LOCAL_BEATS, PATIENT_WINDOW_S, rr_features
+
+NORMALISATIONS = ("record", "running")
+
+
+def rate_ratio(fs_in, fs_out):
+    """(up, down) with fs_out / fs_in = up / down, for the polyphase resampler."""
+    r = Fraction(str(float(fs_out))) / Fraction(str(float(fs_in)))
+    if r.numerator > 10000 or r.denominator > 10000:
+        raise DeviceError("sampling rate {:g} Hz: the ratio {:g}/{:g} is too complex to resample; round the rate "
+                          "to a whole number of Hz".format(fs_in, fs_out, fs_in))
+    return r.numerator, r.denominator
+
+
+class Resampler(object):
+    """scipy.signal.resample_poly(x, up, down) (Kaiser window, beta 5, zero padding) computed chunk
+    by chunk: each output sample comes from upfirdn over a buffer that holds all its inputs and
+    starts at a multiple of `down`, so the products and sums are those of the one-shot call."""
+
+    def __init__(self, fs_in, fs_out):
+        self.up, self.down = rate_ratio(fs_in, fs_out)
+        self.n_in, self.start, self.out_done = 0, 0, 0
+        self.buf = np.zeros(0)
+        if self.up == self.down == 1:
+            return
+        max_rate = max(self.up, self.down)
+        half_len = 10 * max_rate
+        h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+        pre_pad = self.down - half_len % self.down
+        self.pre = (half_len + pre_pad) // self.down
+        self.h = np.concatenate([np.zeros(pre_pad), h])
+
+    def push(self, x, final=False):
+        x = np.asarray(x, dtype=np.float64)
+        if self.up == self.down == 1:
+            return x
+        self.buf = np.concatenate([self.buf, x])
+        self.n_in += len(x)
+        up, down, pre = self.up, self.down, self.pre
+        n_total = -(-self.n_in * up // down)
+        # output m needs the inputs up to floor((m + pre) * down / up)
+        end = n_total if final else min(n_total, -(-self.n_in * up // down) - pre)
+        if end <= self.out_done:
+            return np.zeros(0)
+        z = upfirdn(self.h, self.buf, up, down)
+        offset = self.start * up // down
+        need = end + pre - offset
+        if len(z) < need:
+            z = np.concatenate([z, np.zeros(need - len(z))])
+        out = z[self.out_done + pre - offset:need]
+        self.out_done = end
+        # the oldest input any later output needs, rounded down to a multiple of down
+        first = max(((end + pre) * down - len(self.h) + 1) // up, 0) // down * down
+        if first > self.start:
+            self.buf = self.buf[first - self.start:]
+            self.start = first
+        return out
+
+
+def median_length(seconds, fs):
+    n = int(float(seconds) * fs) - 1
+    return n if n % 2 else n + 1
+
+
+class BeatEngine(object):
+    """Resampling, baseline, R peaks, windows, RR features and classification of one lead.
+
+    classify(images_u8, rr) -> (labels, confidences) is called with the beats that are ready;
+    given_peaks (model-rate sample numbers, sorted) replaces the detector (--beats annotations),
+    with `keep` saying which of them are classified (the others only count for RR).
+    """
+
+    def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None):
+        import scalograms
+
+        if normalisation not in NORMALISATIONS:
+            raise DeviceError("unknown normalisation '{}'".format(normalisation))
+        self.op, self.classify, self.norm = op, classify, normalisation
+        self.images = scalograms.images
+        self.fs, self.fs_in = float(op["fs"]), float(fs_in)
+        self.resampler = Resampler(self.fs_in, self.fs)
+        self.before, self.after = int(op["before"]), int(op["after"])
+        self.half = int(float(op["align_halfwidth_s"]) * self.fs)
+        self.medians = [median_length(w, self.fs) for w in op["baseline_windows_s"]]
+        self.m_base = sum(m // 2 for m in self.medians)
+        self.m_feat = qrs.feature_margin(self.fs)
+        self.y, self.filt, self.y0 = np.zeros(0), np.zeros(0), 0   # model-rate lead and baseline-removed lead
+        self.n, self.f_end, self.c_end = 0, 0, 0                  # samples in, filt exact up to, candidates fed up to
+        self.decider, self.raw = None, []                         # detector; detected peaks not yet aligned
+        self.given = None if given_peaks is None else np.asarray(given_peaks, dtype=np.int64)
+        self.keep = None if keep is None else np.asarray(keep, dtype=bool)
+        self.n_given = 0
+        self.peaks, self.heights, self.flags = [], [], []         # aligned beats not yet dropped from memory
+        self.first = 0                                            # beat number of peaks[0]
+        self.next_beat = 0                                        # next beat to classify
+        self.final = False
+
+    # -- signal buffers -------------------------------------------------------------------
+    def _append(self, y):
+        self.y = np.concatenate([self.y, y])
+        self.filt = np.concatenate([self.filt, np.zeros(len(y))])
+        self.n += len(y)
+
+    def _baseline(self):
+        """Bring filt up to date: exact wherever both median filters see all their input."""
+        end = self.n if self.final else self.n - self.m_base
+        if end <= self.f_end:
+            return
+        a = max(self.f_end - self.m_base, 0)
+        seg = self.y[a - self.y0:self.n - self.y0]
+        base = seg
+        for m in self.medians:
+            base = median_filter(base, m, mode="constant", cval=0.0)
+        self.filt[self.f_end - self.y0:end - self.y0] = (seg - base)[self.f_end - a:end - a]
+        self.f_end = end
+
+    def _detect(self):
+        if self.given is not None:
+            upto = self.n if self.final else self.n - self.half
+            k = int(np.searchsorted(self.given, upto))
+            self.raw.extend(self.given[self.n_given:k].tolist())
+            self.n_given = k
+            return
+        end = self.n if self.final else self.n - self.m_feat
+        if self.decider is None:
+            init = int(qrs.INIT_S * self.fs)
+            if not self.final and self.n < init + self.m_feat:
+                return
+            _, _, mwi = qrs.features(self.y[:min(self.n, init + self.m_feat)], self.fs)
+            self.decider = qrs.Decider(self.fs, qrs.seed_heights(mwi[:min(self.n, init)], self.fs))
+        if end > self.c_end:
+            a = max(self.c_end - self.m_feat, 0)
+            bp, slope, mwi = qrs.features(self.y[a - self.y0:self.n - self.y0], self.fs)
+            idx, h, s, pos = qrs.candidates(bp, slope, mwi, self.fs, self.c_end - a, end - a)
+            self.raw.extend((np.asarray(self.decider.feed(idx + a, h, s, pos + a), dtype=np.int64)).tolist())
+            self.c_end = end
+        if self.final:
+            self.raw.extend(self.decider.finish(self.n))
+
+    def _align(self):
+        """Stage 1's alignment of the peaks whose +-half window is exact in filt."""
+        while self.raw and (self.final or self.raw[0] + self.half <= self.f_end):
+            r = self.raw.pop(0)
+            left, right = max(r - self.half, 0), min(r + self.half, self.n)
+            p = left + int(np.argmax(self.filt[left - self.y0:right - self.y0]))
+            flag = True if self.keep is None else bool(self.keep[self.first + len(self.peaks)])
+            if self.peaks and p <= self.peaks[-1]:
+                if self.keep is not None:   # keep the beat numbering of the given peaks
+                    self.peaks.append(p)
+                    self.heights.append(float(self.filt[p - self.y0]))
+                    self.flags.append(None)
+                continue                    # two peaks aligned onto one: one beat
+            self.peaks.append(p)
+            self.heights.append(float(self.filt[p - self.y0]))
+            self.flags.append(flag)
+
+    # -- beats ----------------------------------------------------------------------------
+    def _ready(self):
+        """Beat numbers (relative to self.first) that can be classified now."""
+        out = []
+        for i in range(self.next_beat - self.first, len(self.peaks)):
+            p = self.peaks[i]
+            if not self.final and (i + 1 >= len(self.peaks) or p + self.after > self.f_end):
+                break
+            out.append(i)
+        return out
+
+    def _rr(self, rel):
+        """RR features of the beats `rel` over all (distinct) peaks in memory."""
+        valid = [i for i, f in enumerate(self.flags) if f is not None]
+        peaks = np.asarray([self.peaks[i] for i in valid], dtype=np.float64)
+        if len(peaks) < 2:
+            return np.zeros((len(rel), 7), np.float32)
+        feats = rr_features(peaks, self.fs)
+        where = {v: k for k, v in enumerate(valid)}
+        return feats[[where[i] for i in rel]].astype(np.float32)
+
+    def _norm(self, rel):
+        heights = np.asarray(self.heights)
+        ok = np.asarray([f is not None for f in self.flags])
+        if self.norm == "record":     # stage 1: the whole record's classified beats (batch only)
+            sel = ok & np.asarray([bool(f) for f in self.flags])
+            return np.full(len(rel), np.mean(heights[sel]) if sel.any() else np.nan)
+        t = np.asarray(self.peaks, dtype=np.float64) / self.fs
+        lo = np.searchsorted(t, t[rel] - PATIENT_WINDOW_S, side="right")
+        return np.asarray([np.mean(heights[a:i + 1][ok[a:i + 1]]) for a, i in zip(lo, rel)])
+
+    def _emit(self):
+        rel = self._ready()
+        if not rel:
+            return []
+        self.next_beat = self.first + rel[-1] + 1
+        peaks = np.asarray(self.peaks)[rel]
+        found = [(self.first + i, int(p), self.to_input(p), None, None) for i, p in zip(rel, peaks)
+                 if self.flags[i] is not None]
+        usable = np.asarray([self.flags[i] is True for i in rel]) & (peaks - self.before >= 0) & (
+            peaks + self.after < self.n)
+        rel = [i for i, u in zip(rel, usable) if u]
+        if not rel or self.classify is None:   # classify=None: detection only (bench_detection.py)
+            return found
+        peaks = np.asarray(self.peaks)[rel]
+        norm = self._norm(rel)
+        if not np.all(np.isfinite(norm)) or np.any(norm == 0):
+            raise DeviceError("the mean R height is {:g}: the signal has no usable beats".format(float(norm[0])))
+        idx = (peaks - self.y0)[:, None] + np.arange(-self.before, self.after)[None, :]
+        windows = self.filt[idx] / norm[:, None]
+        labels, conf = self.classify(self.images(windows, self.op), self._rr(rel))
+        done = {self.first + i: (int(k), float(c)) for i, k, c in zip(rel, labels, conf)}
+        return [b[:3] + done.get(b[0], (None, None)) for b in found]
+
+    def to_input(self, p):
+        """A model-rate sample number in the input's own sample numbers."""
+        return int(round(p * self.fs_in / self.fs))
+
+    def _trim(self):
+        """Forget what no later step needs: bounded memory in a stream."""
+        if self.final:
+            return
+        # RR features and the running mean look back 300 s and LOCAL_BEATS beats from the next
+        # beat to classify, plus one beat (the RR interval into the oldest one)
+        t = np.asarray(self.peaks, dtype=np.float64) / self.fs
+        nb = self.next_beat - self.first
+        oldest = t[nb] if nb < len(t) else self.n / self.fs
+        keep_from = max(min(nb - LOCAL_BEATS - 1, int(np.searchsorted(t, oldest - PATIENT_WINDOW_S)) - 2), 0)
+        if keep_from > 0:
+            del self.peaks[:keep_from], self.heights[:keep_from], self.flags[:keep_from]
+            self.first += keep_from
+        need = min([self.f_end - self.m_base, self.c_end - self.m_feat, self.n - self.m_base - self.m_feat]
+                   + [r - self.half for r in self.raw]
+                   + [p - self.before for p in self.peaks[self.next_beat - self.first:]])
+        need = max(need - 1, 0)
+        if need > self.y0:
+            self.y, self.filt = self.y[need - self.y0:], self.filt[need - self.y0:]
+            self.y0 = need
+
+    def push(self, x, final=False):
+        """Feed the next samples (input rate); returns the beats that became final as tuples
+        (beat number, model-rate peak, input-rate peak, label index, confidence); label and
+        confidence are None for a beat without a full window (the signal's first and last)."""
+        self.final = final
+        self._append(self.resampler.push(x, final))
+        self._baseline()
+        self._detect()
+        self._align()
+        beats = self._emit()
+        self._trim()
+        return beats
+
