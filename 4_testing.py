@@ -1,7 +1,7 @@
 """Stage 4: evaluate a trained model on test_images and write the test report.
 
 The report: confusion matrix, per-class P/R/F1, AAMI Se/+P/Sp, macro and weighted F1, images/s
-and batch-1 latency.
+and batch-1 latency; reports/errors/: a gallery of the misclassified images (index.html, errors.csv).
 
     python 4_testing.py [--model FILE] [--data DIR] [--name test_result]
 
@@ -20,6 +20,8 @@ def main():
     p.add_argument("--name", default="test_result",
                    help="report name: reports/NAME.txt, .json and a confusion matrix (default: %(default)s)")
     config.flag(p, "--device", "train.device", help="auto, cpu, cuda, cuda:1, ...")
+    config.flag(p, "--errors-per-pair", "test.errors_per_pair",
+                help="reports/errors/: at most this many misclassified images per (true, predicted) pair; 0 = none")
     args = p.parse_args()
     cfg = config.load(args)
     training.setup(cfg["train"]["seed"], cfg["train"]["threads"])
@@ -29,7 +31,15 @@ def main():
     _, _, test_dir = split.checked_dirs(cfg)
     data = dataset.ScalogramDataset(test_dir, classes=meta["classes"],
                                     rr_features=meta.get("rr_features"))
-    evaluation.evaluate_and_report(net, meta["classes"], data, cfg.path("reports_dir"), args.name, device, {"model": str(path)})
+    _, logits = evaluation.evaluate_and_report(net, meta["classes"], data, cfg.path("reports_dir"), args.name, device,
+                                               {"model": str(path)})
+    per_pair = cfg["test"]["errors_per_pair"]
+    if per_pair > 0:
+        labels = {c["name"]: c["label"] for c in cfg.scheme["classes"]}
+        folder = cfg.path("reports_dir") / "errors"
+        n = evaluation.write_error_gallery(folder, data.paths, data.targets.numpy(), logits, meta["classes"], per_pair,
+                                           labels)
+        print(f"{n} misclassified test images -> {folder / 'index.html'}")
 
 
 if __name__ == "__main__":

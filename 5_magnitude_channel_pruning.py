@@ -2,6 +2,13 @@
 
     python 5_magnitude_channel_pruning.py [--ratio 0.5] [--round-to 8] [--resume]
     python 5_magnitude_channel_pruning.py --sweep 0.1 0.3 0.5 0.7      # macro F1 vs MACs/latency
+    torchrun --nproc_per_node=N 5_magnitude_channel_pruning.py ...    # data-parallel fine-tuning
+
+A model with RR features (config model.rr_features) is pruned in its image path only: the fusion
+head (rr_layer and the classifier) is kept whole, the classifier's input follows the pruned
+image features; fine-tuning reads the RR features from the split folders' manifests.
+Under torchrun every process prunes the same model identically (the pruning is deterministic),
+fine-tunes under DistributedDataParallel (ecg/training.fit) and only rank 0 measures and writes.
 
 Writes the pruned model (artifacts.pruned_model: weights + layer shapes; loads with
 weights_only=True), reports/prune_summary.{txt,json}, structure dumps, and the stage-4 test
@@ -12,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ecg import config, dataset, evaluation, files, model, pruning, split, training
+from ecg import config, dataset, distributed, evaluation, files, model, pruning, split, training
 from ecg.errors import UserError, main_guard
 
 
@@ -36,7 +43,8 @@ def main():
         if not 0 < r < 1:
             raise UserError(f"pruning ratio {r} is outside (0, 1)")
     training.setup(tune["seed"], tune["threads"])
-    device = training.pick_device(tune["device"])
+    device = distributed.init(tune["device"]) or training.pick_device(tune["device"])
+    main_process = distributed.is_main()  # under torchrun only rank 0 measures, writes and prints
     src = Path(args.model) if args.model else cfg.artifact("trained_model")
     source, meta = model.load(src)
     source.eval()
@@ -46,14 +54,18 @@ def main():
     files.check_writable(out_dir)
 
     train_dir, val_dir, test_dir = split.checked_dirs(cfg)
-    train_data = dataset.ScalogramDataset(train_dir, classes=classes, rr_features=rr)
-    val_data = dataset.ScalogramDataset(val_dir, classes=classes, rr_features=rr)
-    test_data = dataset.ScalogramDataset(test_dir, classes=classes, rr_features=rr)
-    example = test_data[0][0].unsqueeze(0)
+    train_data, val_data, test_data = (dataset.ScalogramDataset(d, classes=classes, rr_features=rr,
+                                                                progress=main_process)
+                                       for d in (train_dir, val_dir, test_dir))
+    example = dataset.take(test_data, torch.tensor([0]))[0]  # one real input (an (image, rr) pair for RR)
+    inputs = model.example_inputs(meta)  # what torch-pruning traces the model with
 
     if pc["sweep"]:
-        rows = pruning.sweep(source, pc["sweep"], pc["round_to"], size, tune, train_data, val_data, test_data,
-                             device, example, out_dir, reports, args.resume)
+        rows = pruning.sweep(source, pc["sweep"], pc["round_to"], inputs, tune, train_data, val_data, test_data,
+                             device, example, out_dir, reports, args.resume)  # every process alike
+        distributed.shutdown()
+        if not main_process:
+            return
         files.write_text(reports / "prune_sweep.json", json.dumps(rows, indent=2))
         files.write_text(reports / "prune_sweep.txt", pruning.format_sweep(rows))
         pruning.plot_sweep(reports / "prune_sweep.png", rows)
@@ -61,11 +73,14 @@ def main():
         return
 
     dest = cfg.artifact("pruned_model")
-    before = pruning.figures(source, example)
-    files.write_text(reports / "prune_structure_before.txt", str(source) + "\n")
-    net, history = pruning.prune_and_finetune(source, pc["ratio"], pc["round_to"], size, tune, train_data, val_data,
+    net, history = pruning.prune_and_finetune(source, pc["ratio"], pc["round_to"], inputs, tune, train_data, val_data,
                                               device, dest.with_suffix(".ckpt.pth"), reports / f"{dest.stem}_log.csv",
                                               args.resume)
+    distributed.shutdown()  # the rest is rank 0's alone, as one process
+    if not main_process:
+        return
+    before = pruning.figures(source, example)
+    files.write_text(reports / "prune_structure_before.txt", str(source) + "\n")
     after = pruning.figures(net, example)
     files.write_text(reports / "prune_structure_after.txt", str(net) + "\n")
     model.save(dest, net.state_dict(), classes, size, shapes=model.layer_shapes(net), rr_features=rr,

@@ -11,6 +11,9 @@ reports/onnx_summary.{txt,json}. Fails (exit 2) when the float, Q/DQ or FP16 fil
 TensorRT 8.2 rule, or disagrees with its reference (PyTorch model, AIMET simulation, FP32 ONNX)
 on more than 0.5 % of the test images. Also writes model_save/cwt_operator.npz, the CWT
 operator jetson/infer_trt.py needs.
+
+Two-input models (RR features): the files take `image` and `rr`; the RR features named in their
+metadata are read from the test split's manifest and fed beside each image, to every file alike.
 """
 import json
 from pathlib import Path
@@ -35,10 +38,12 @@ def main():
     ref_path = reports / "stage6_test_logits.npz"
 
     onnx_check.check_files(paths, size)  # before any work: the files TensorRT gets pass its rules
+    m_float = onnx_check.load_checked(paths["float"], size)
+    rr = onnx_check.rr_metadata(m_float)  # None: image-only model
     if not ref_path.is_file():
         raise UserError(f"{ref_path}: missing (written by 6_AIMET_quantization.py)")
     ref = np.load(ref_path)
-    data = dataset.ScalogramDataset(cfg.path("test_dir"))
+    data = dataset.ScalogramDataset(cfg.path("test_dir"), rr_features=rr and rr["names"])
     if [str(p) for p in data.paths] != [str(p) for p in ref["paths"]]:
         raise UserError(f"{cfg.path('test_dir')}: not the test set stage 6 evaluated; re-run 6_AIMET_quantization.py")
     scalogram.write_device_operator(cfg.artifact("cwt_operator"), preprocess.made_with(cfg), data.classes,
@@ -51,11 +56,14 @@ def main():
         paths["qdq_int8_weights"] = cfg.artifact("quantized_onnx_int8_weights")
     tensorrt, qdq = onnx_check.check_files(paths, size)
     images = data.images.unsqueeze(1).float().div(255).numpy()
+    inputs = onnx_check.feeds(m_float, images, None if data.rr is None else data.rr.numpy())
     references = {"PyTorch float": ref["float"], "AIMET sim": ref["qat"]}
-    rows, failures = onnx_check.evaluate_variants(onnx_check.stage7_variants(paths), references, images,
+    rows, failures = onnx_check.evaluate_variants(onnx_check.stage7_variants(paths), references, inputs,
                                                   data.targets.numpy(), data.classes, time_it=not args.no_timing)
 
     summary = {"qdq": qdq, "tensorrt": tensorrt, "results": rows, "test_images": len(data)}
+    if rr:
+        summary["rr_features"] = rr
     files.write_text(reports / "onnx_summary.json", json.dumps(summary, indent=2))
     text = onnx_check.format_table(summary)
     files.write_text(reports / "onnx_summary.txt", text)

@@ -44,11 +44,14 @@ pipeline: venv
 	$(PY) 5_magnitude_channel_pruning.py $(RUN) --resume
 	$(PY) 6_AIMET_quantization.py $(RUN) --resume
 	$(PY) 7_AIMET_onnx.py $(RUN)
-	set -o pipefail; cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(call where,artifact,float_onnx) \
-	  --images $(call where,path,test_dir) --repeats 50 | tee $(call where,path,reports_dir)/jetson_ort_images.txt
+	# test images: image-only models (an RR model needs each beat's RR features: records only)
+	if [ "$(call where,setting,model.rr_features)" != "true" ]; then set -o pipefail; cd jetson && \
+	  ../$(PY) infer_trt.py --backend onnxruntime --onnx $(call where,artifact,float_onnx) \
+	  --images $(call where,path,test_dir) --repeats 50 | tee $(call where,path,reports_dir)/jetson_ort_images.txt; fi
 	set -o pipefail; cd jetson && ../$(PY) infer_trt.py --backend onnxruntime --onnx $(call where,artifact,quantized_onnx) \
 	  --record $${MITDB_DIR:-$(call where,path,data_dir)}/$(DEVICE_RECORD) --beats detect --score --operator $(call where,artifact,cwt_operator) \
-	  --out $(call where,path,reports_dir)/jetson_beats_$(DEVICE_RECORD).csv | tee $(call where,path,reports_dir)/jetson_ort_record.txt
+	  --out $(call where,path,reports_dir)/jetson_beats_$(DEVICE_RECORD).csv --report $(call where,path,reports_dir)/jetson_report_$(DEVICE_RECORD) \
+	  | tee $(call where,path,reports_dir)/jetson_ort_record.txt
 
 	$(PY) -m ecg.summary $(RUN)
 

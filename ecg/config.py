@@ -175,12 +175,22 @@ def load(args):
 
 
 def main(argv=None):
-    """Print the full path of an artifact or a [paths] entry (for the Makefile)."""
-    p = parser("Print the path of a file or folder the pipeline passes between stages.")
-    p.add_argument("kind", choices=["artifact", "path"], help="an [artifacts] file or a [paths] entry")
-    p.add_argument("key", help="e.g. float_onnx, trained_model, test_dir, reports_dir")
+    """Print the full path of an artifact or a [paths] entry, or a setting as JSON (for the Makefile)."""
+    p = parser("Print the path of a file or folder the pipeline passes between stages, or a setting.")
+    p.add_argument("kind", choices=["artifact", "path", "setting"],
+                   help="an [artifacts] file, a [paths] entry, or a setting section.key (printed as JSON)")
+    p.add_argument("key", help="e.g. float_onnx, trained_model, test_dir, reports_dir; model.rr_features")
     args = p.parse_args(argv)
     cfg = load(args)
+    if args.kind == "setting":
+        import json
+
+        section, _, key = args.key.partition(".")
+        try:
+            value = cfg[section][key]
+        except (KeyError, TypeError):
+            raise UserError(f"no setting '{args.key}'") from None
+        return print(json.dumps(value))
     names = cfg["artifacts" if args.kind == "artifact" else "paths"]
     if args.key not in names:
         raise UserError(f"no {args.kind} '{args.key}' (known: {', '.join(names)})")

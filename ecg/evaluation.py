@@ -145,3 +145,45 @@ def evaluate_and_report(net, classes, data, reports_dir, name, device, extra=Non
     write_report(reports_dir, name, m, {**timing, **(extra or {})})
     print(format_report(m, timing))
     return m, logits
+
+
+def write_error_gallery(out_dir, paths, y_true, logits, classes, per_pair, labels=None):
+    """`out_dir` (reports/errors/): index.html showing the misclassified images grouped by
+    (true, predicted) pair, most frequent pair first, at most `per_pair` per pair (the most
+    confident first), each with its true and predicted class and confidence; errors.csv lists every
+    misclassified image (its path relative to the test folder). The images are copied into the
+    folder, which is replaced whole (jetson/report.py, shared with the device's report). Returns the
+    number of misclassified images."""
+    from jetson import report
+
+    from .errors import UserError
+
+    probs = torch.softmax(torch.as_tensor(logits).float(), 1).numpy()
+    y, pred, conf = np.asarray(y_true), probs.argmax(1), probs.max(1)
+    named = [f"{c} ({labels[c]})" if labels and labels.get(c) else c for c in classes]
+    wrong = np.flatnonzero(pred != y)
+    lines = ["path,true,predicted,confidence,p_true"] + [
+        f"{paths[i].parent.name}/{paths[i].name},{classes[y[i]]},{classes[pred[i]]},{conf[i]:.4f},"
+        f"{probs[i, y[i]]:.4f}" for i in wrong]
+    files = {"errors.csv": ("\n".join(lines) + "\n").encode()}
+    groups = report.error_groups(y, pred, conf, per_pair)
+    body = [report.table(["", ""], [["test images", report.cell(len(y))], ["misclassified", report.cell(len(wrong))]]),
+            report.table(["true", "predicted", "images", "shown"],
+                         [[named[t], named[p], report.cell(n), report.cell(len(idx))] for t, p, n, idx in groups]),
+            '<p class="note">Every misclassified image: <a href="errors.csv">errors.csv</a>. Below, at most '
+            f'{per_pair} per pair, the most confident first (scalograms shown at twice their size).</p>']
+    for t, p, n, idx in groups:
+        items = []
+        for i in idx:
+            rel = f"images/{classes[t]}_as_{classes[p]}/{paths[i].name}"
+            files[rel] = paths[i].read_bytes()
+            items.append((rel, paths[i].name, [f"true {named[t]}, predicted {named[p]}",
+                                               f"confidence {conf[i]:.3f} (p true {probs[i, t]:.3f})",
+                                               paths[i].name], True))
+        body.append(report.gallery(f"true {named[t]} \u2192 predicted {named[p]}: {n} images",
+                                   f"the {len(idx)} most confident", items, img_class="scalogram"))
+    try:
+        report.replace_folder(out_dir, {**files, "index.html": report.page("Misclassified test images", body)})
+    except report.ReportError as e:
+        raise UserError(str(e)) from None
+    return len(wrong)

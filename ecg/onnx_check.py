@@ -13,16 +13,16 @@ import torch
 
 from . import evaluation, trt_compat
 from .errors import UserError
-from .onnx_export import INPUT, OPSET, OUTPUT
+from .onnx_export import IMAGE, INPUT, OPSET, OUTPUT, RR, RR_KEY
 
 REQUIREMENTS = {"tensorrt_8_2": False, "tensorrt_10_form": True}  # -> INT8-stored weights allowed
 MAX_DISAGREEMENT = 0.005  # a strict variant may disagree with its reference on at most 0.5 % of the images
 
 
 def load_checked(path, size=100):
-    """onnx.load + checker + the interface of this pipeline's models; UserError otherwise.
-    Inputs other than the scalogram (e.g. RR features) are allowed; their shapes are left to
-    the TensorRT check."""
+    """onnx.load + checker + the interface of this pipeline's models; UserError otherwise: the
+    image-only model's one input `input`, or an RR model's `image` and `rr` (N x k, with the k
+    feature names and their normalisation in the metadata, onnx_export.RR_KEY)."""
     import onnx
 
     path = Path(path)
@@ -34,14 +34,47 @@ def load_checked(path, size=100):
     except Exception as e:
         raise UserError(f"{path}: corrupt or invalid ONNX ({str(e).splitlines()[0][:200]})") from None
     ins = {i.name: i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer}}
-    if INPUT not in ins or [o.name for o in m.graph.output] != [OUTPUT]:
-        raise UserError(f"{path}: not an ONNX model of this pipeline (expects input '{INPUT}', output '{OUTPUT}')")
-    dims = [d.dim_value or d.dim_param for d in ins[INPUT].type.tensor_type.shape.dim]
+    if sorted(ins) not in ([INPUT], sorted([IMAGE, RR])) or [o.name for o in m.graph.output] != [OUTPUT]:
+        raise UserError(f"{path}: not an ONNX model of this pipeline (expects input '{INPUT}', or inputs "
+                        f"'{IMAGE}' and '{RR}', and output '{OUTPUT}'; it has {sorted(ins)})")
+    dims = _dims(ins[image_input(m)])
     if dims[1:] != [1, size, size]:
         raise UserError(f"{path}: input shape {dims}, expected [batch, 1, {size}, {size}]")
+    if RR in ins:
+        rr = rr_metadata(m)
+        if rr is None:
+            raise UserError(f"{path}: input '{RR}' but no '{RR_KEY}' metadata (feature names and normalisation)")
+        if _dims(ins[RR])[1:] != [len(rr["names"])]:
+            raise UserError(f"{path}: input '{RR}' has shape {_dims(ins[RR])}, expected [batch, {len(rr['names'])}] "
+                            f"for the features {rr['names']} of its metadata")
     if opset(m) != OPSET:
         raise UserError(f"{path}: opset {opset(m)}; the pipeline exports opset {OPSET} (TensorRT 8.2 takes <= 13)")
     return m
+
+
+def _dims(value_info):
+    return [d.dim_value or d.dim_param for d in value_info.type.tensor_type.shape.dim]
+
+
+def image_input(m):
+    """The name of the scalogram input: 'input' (image-only model) or 'image' (RR model)."""
+    return IMAGE if any(i.name == IMAGE for i in m.graph.input) else INPUT
+
+
+def rr_metadata(m):
+    """The RR features' {"names", "mean", "std"} from the metadata, or None (image-only model)."""
+    import json
+
+    return next((json.loads(p.value) for p in m.metadata_props if p.key == RR_KEY), None)
+
+
+def feeds(m, images, rr=None):
+    """ONNX Runtime feeds for `m`: the images alone (N, 1, H, W), or {image, rr} for an RR model."""
+    if rr_metadata(m) is None:
+        return images
+    if rr is None:
+        raise UserError("the model takes RR features (input 'rr'), which these images do not have")
+    return {IMAGE: images, RR: np.ascontiguousarray(rr, dtype=np.float32)}
 
 
 def opset(m):
@@ -110,13 +143,21 @@ QDQ_ROLES = ("qdq", "qdq_int8_weights")
 
 def check_files(paths, size=100):
     """check_file for each file of `paths` (role -> path, roles of ROLES); the Q/DQ files also
-    through check_qdq. Returns ({file name: verdict}, the Q/DQ summary of paths['qdq'])."""
-    verdicts, summary = {}, None
+    through check_qdq; all files must take the same inputs (the same RR features, or none).
+    Returns ({file name: verdict}, the Q/DQ summary of paths['qdq']); rr_metadata of any of
+    them tells the RR features they take."""
+    verdicts, summary, rr = {}, None, {}
     for role, path in paths.items():
         m, verdicts[Path(path).name] = check_file(path, size, ROLES[role])
+        rr[path] = rr_metadata(m) if any(i.name == RR for i in m.graph.input) else None
         if role in QDQ_ROLES:
             s = check_qdq(m, path)
             summary = s if role == "qdq" else summary
+    first = next(iter(paths.values()))
+    for path, value in rr.items():
+        if value != rr[first]:
+            raise UserError(f"{path}: takes RR features {value and value['names']}, {first} takes "
+                            f"{rr[first] and rr[first]['names']}: the files are not exports of one model")
     return verdicts, summary
 
 
@@ -154,22 +195,27 @@ def session(path, optimize=True, threads=0):
 
 def run_all(sess, inputs, batch_size=256):
     """Logits for all rows of `inputs`: {input name: array}, or one (N, 1, H, W) float32 array
-    for the scalogram input."""
+    for the scalogram input of an image-only model (feeds())."""
     feeds = inputs if isinstance(inputs, dict) else {INPUT: inputs}
     n = len(next(iter(feeds.values())))
     return np.concatenate([sess.run([OUTPUT], {k: v[i:i + batch_size] for k, v in feeds.items()})[0]
                            for i in range(0, n, batch_size)])
 
 
-def latency(sess, images):
-    """evaluation.time_model for an ONNX Runtime session (batch 1 and 64)."""
-    return evaluation.time_model(lambda x: sess.run([OUTPUT], {INPUT: x.numpy()}), torch.from_numpy(images[:1]))
+def latency(sess, inputs):
+    """evaluation.time_model for an ONNX Runtime session (batch 1 and 64); `inputs` as in run_all."""
+    if not isinstance(inputs, dict):
+        return evaluation.time_model(lambda x: sess.run([OUTPUT], {INPUT: x.numpy()}), torch.from_numpy(inputs[:1]))
+    names = list(inputs)
+    return evaluation.time_model(lambda x: sess.run([OUTPUT], {n: t.numpy() for n, t in zip(names, x)}),
+                                 tuple(torch.from_numpy(v[:1]) for v in inputs.values()))
 
 
 
 def evaluate_variants(variants, references, images, targets, classes, time_it=True):
-    """Run every variant on `images`; return (rows, failures). `references` (name -> logits) is
-    extended with the logits of each variant that has a key."""
+    """Run every variant on `images` (an array, or the feeds of an RR model: feeds()); return
+    (rows, failures). `references` (name -> logits) is extended with the logits of each variant
+    that has a key."""
     references = dict(references)
     rows, failures = [], []
     for v in variants:
@@ -203,6 +249,9 @@ def format_table(summary):
         timing = f"{r['batch1_ms']:7.2f} {r['batch64_ms']:8.1f}" if "batch1_ms" in r else ""
         lines.append(f"{'*' if r['strict'] else ' '} {r['variant']:66s} {r['bytes'] / 1024:8.0f} {r['accuracy']:7.4f} "
                      f"{r['macro_f1']:8.4f} {r['agreement'] * 100:7.2f}%  {r['reference']:15s} {timing}")
+    if summary.get("rr_features"):
+        lines.append(f"  inputs: image + rr ({', '.join(summary['rr_features']['names'])}; raw values, standardised "
+                     "inside the model; fed from the test split's manifest)")
     lines += ["", f"* must agree with its reference ('with') on at least {(1 - MAX_DISAGREEMENT) * 100:.1f} % of the "
                   "test images (argmax)", "",
               "TensorRT compatibility (ecg/trt_compat.py; TensorRT 8.2 parser rules, not a TensorRT run):"]

@@ -10,7 +10,11 @@
 - `quantize_dynamic_int8`: the thesis' onnxruntime `quantize_dynamic` variant (CPU only).
 
 The two exports get short internal tensor names and the class names in their metadata; the
-two conversions of the float ONNX keep both.
+two conversions of the float ONNX keep both. Inputs: an image-only model takes `input`
+(N x 1 x 100 x 100), as it always has; a model with RR features takes `image` (N x 1 x 100 x 100)
+and `rr` (N x k raw RR features, seconds and ratios; the model standardises them inside), and its
+metadata key `rr_features` holds JSON {"names", "mean", "std"}: which features, in which order,
+and the training split's normalisation that the graph applies (for the device and for readers).
 """
 import copy
 import json
@@ -20,13 +24,19 @@ import torch
 from . import files
 
 INPUT, OUTPUT = "input", "logits"
-INPUT_NAMES = (INPUT, "rr")  # the scalogram, then (models with RR features) the RR-interval features
+IMAGE, RR = "image", "rr"  # the two inputs of a model with RR-interval features
 OPSET = 13
+RR_KEY = "rr_features"  # metadata key: JSON {"names": [...], "mean": [...], "std": [...]}
+
+
+def input_names(n_inputs=1):
+    """['input'] for the image-only model (unchanged since the thesis), ['image', 'rr'] for RR models."""
+    return [INPUT] if n_inputs == 1 else [IMAGE, RR]
 
 
 def io_names(n_inputs=1):
     """Input/output names and a dynamic batch dimension on each: torch.onnx.export kwargs."""
-    names = list(INPUT_NAMES[:n_inputs])
+    names = input_names(n_inputs)
     return {"input_names": names, "output_names": [OUTPUT],
             "dynamic_axes": {name: {0: "batch"} for name in (*names, OUTPUT)}}
 
@@ -52,31 +62,44 @@ def shorten_tensor_names(m):
     return m
 
 
-def set_classes(m, classes):
-    """Record the class names in the ONNX metadata (the device reads them from there)."""
+def set_metadata(m, key, value):
+    """metadata_props[key] = JSON of value (replacing an old entry)."""
     for p in list(m.metadata_props):
-        if p.key == "classes":
+        if p.key == key:
             m.metadata_props.remove(p)
     entry = m.metadata_props.add()
-    entry.key, entry.value = "classes", json.dumps(list(classes))
+    entry.key, entry.value = key, json.dumps(value)
     return m
 
 
-def _save(path, make, classes):
-    """make(tmp) writes an ONNX file to tmp; then shorten its names, add the classes, and move
-    it into place atomically."""
+def set_classes(m, classes):
+    """Record the class names in the ONNX metadata (the device reads them from there)."""
+    return set_metadata(m, "classes", list(classes))
+
+
+def rr_metadata(meta):
+    """The `rr_features` metadata of a model described by `meta` (model.load's), or None."""
+    if not meta.get("rr_features"):
+        return None
+    return {"names": list(meta["rr_features"]), "mean": list(meta["rr_mean"]), "std": list(meta["rr_std"])}
+
+
+def _save(path, make, classes, rr=None):
+    """make(tmp) writes an ONNX file to tmp; then shorten its names, add the classes (and the RR
+    features' names and normalisation, `rr`), and move it into place atomically."""
     import onnx
 
     def write(tmp):
         make(tmp)
-        onnx.save(set_classes(shorten_tensor_names(onnx.load(tmp)), classes), tmp)
+        m = set_classes(shorten_tensor_names(onnx.load(tmp)), classes)
+        onnx.save(set_metadata(m, RR_KEY, rr) if rr else m, tmp)
 
     files.save_with(path, write, suffix=".onnx")
 
 
-def export_qdq(sim, path, classes, inputs, int8_weights=False):
+def export_qdq(sim, path, classes, inputs, int8_weights=False, rr=None):
     """The AIMET simulation as a Q/DQ ONNX (int8, zero point 0, the sim's encodings). inputs:
-    the model's example inputs (model.example_inputs)."""
+    the model's example inputs (model.example_inputs); rr: rr_metadata of an RR model."""
     from .quantization import import_aimet
 
     import_aimet()
@@ -85,15 +108,15 @@ def export_qdq(sim, path, classes, inputs, int8_weights=False):
     model = sim.model.eval()
     _save(path, lambda tmp: export(model, tuple(inputs), tmp, opset_version=OPSET, dynamo=False,
                                    export_int32_bias=False, force_activation_as="signed",
-                                   prequantize_constants=int8_weights, **io_names(len(inputs))), classes)
+                                   prequantize_constants=int8_weights, **io_names(len(inputs))), classes, rr)
 
 
-def export_float(net, path, classes, inputs):
+def export_float(net, path, classes, inputs, rr=None):
     """BN-folded float ONNX for FP32/FP16 engines (the Jetson Nano has no INT8). inputs: the
-    model's example inputs (model.example_inputs)."""
+    model's example inputs (model.example_inputs); rr: rr_metadata of an RR model."""
     net = copy.deepcopy(net).eval()
     _save(path, lambda tmp: torch.onnx.export(net, tuple(inputs), tmp, opset_version=OPSET, dynamo=False,
-                                              **io_names(len(inputs))), classes)
+                                              **io_names(len(inputs))), classes, rr)
 
 
 def convert_fp16(float_path, path):

@@ -12,21 +12,37 @@ from . import evaluation, files, training
 from .errors import UserError
 
 
-def prune(model, ratio=0.5, round_to=None, input_size=100):
+def prune(model, ratio=0.5, round_to=None, inputs=None):
     """Remove `ratio` of the channels of every prunable conv group, ranked by the L1 norm of
     their weights (p=1, as the thesis describes; torch-pruning's default is L2). The final
-    classifier Linear keeps its outputs (one per class)."""
+    classifier Linear keeps its outputs (one per class). `inputs`: the model's example inputs
+    (model.example_inputs; default one 1x1x100x100 image).
+
+    An RR model (RRFusionNet) keeps its fusion head whole: `rr_layer` and the classifier are
+    ignored, so only the image path's channels are pruned; the classifier's input columns
+    that read the pruned image features go with them (torch-pruning follows the concat), the
+    columns of the RR features stay."""
     if not 0 < ratio < 1:
         raise UserError(f"pruning ratio {ratio} is outside (0, 1)")
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     if not convs:
         raise UserError("the model has no conv layers to prune")
-    example = torch.zeros(1, 1, input_size, input_size)
-    pruner = tp.pruner.BasePruner(model, example, importance=tp.importance.MagnitudeImportance(p=1),
-                                  pruning_ratio=ratio, ignored_layers=[_classifier(model)], round_to=round_to)
+    ignored = [_classifier(model)] + [m for m in _rr_head(model).modules() if isinstance(m, torch.nn.Linear)]
+    pruner = tp.pruner.BasePruner(model, _inputs(inputs), importance=tp.importance.MagnitudeImportance(p=1),
+                                  pruning_ratio=ratio, ignored_layers=ignored, round_to=round_to)
     model.eval()
     pruner.step()
     return model
+
+
+def _inputs(inputs, input_size=100):
+    """Example inputs as a tuple (torch-pruning calls model(*inputs))."""
+    return tuple(inputs) if inputs is not None else (torch.zeros(1, 1, input_size, input_size),)
+
+
+def _rr_head(model):
+    """The RR features' own layer of a fused model (nothing for the image-only model)."""
+    return getattr(model, "rr_layer", None) or torch.nn.Sequential()
 
 
 def _classifier(model):
@@ -36,11 +52,11 @@ def _classifier(model):
     return last[-1]
 
 
-def size_figures(model, input_size=100):
-    """Parameters and MACs (torch-pruning's own count) for one 1x1xHxW image, and the size on
-    disk of the weights-only file."""
+def size_figures(model, inputs=None):
+    """Parameters and MACs (torch-pruning's own count) for one 1x1xHxW image (with its RR
+    features for an RR model; `inputs` as in prune), and the size on disk of the weights-only file."""
     model.eval()
-    macs, params = tp.utils.count_ops_and_params(model, torch.zeros(1, 1, input_size, input_size))
+    macs, params = tp.utils.count_ops_and_params(model, _inputs(inputs))
     fd, tmp = tempfile.mkstemp(suffix=".pth")
     os.close(fd)
     try:
@@ -52,18 +68,19 @@ def size_figures(model, input_size=100):
 
 
 def figures(net, example):
-    """Size figures and CPU latency / throughput (evaluation.time_model) of `net`."""
-    fig = size_figures(net)
+    """Size figures and CPU latency / throughput (evaluation.time_model) of `net`; `example`: one
+    input batch (a tensor, or the (image, rr) pair of an RR model)."""
+    fig = size_figures(net, example if isinstance(example, tuple) else None)
     fig.update(evaluation.time_model(evaluation.torch_forward(net), example))
     return fig
 
 
-def prune_and_finetune(source, ratio, round_to, input_size, tune, train_data, val_data, device, ckpt_path,
+def prune_and_finetune(source, ratio, round_to, inputs, tune, train_data, val_data, device, ckpt_path,
                        log_path, resume=False):
     """A pruned copy of `source`, fine-tuned with the settings `tune` (Config.section("prune"):
     epochs, lr, batch_size, step_size, gamma, seed); returns the best-on-validation model (on
     the CPU, in eval mode) and the fine-tuning history."""
-    net = prune(copy.deepcopy(source), ratio, round_to or None, input_size)
+    net = prune(copy.deepcopy(source), ratio, round_to or None, inputs)
     history, best = training.fit(net, train_data, val_data, tune, device, ckpt_path, log_path, resume=resume,
                                  desc=f"fine-tune r={ratio}")
     net.load_state_dict(best["state_dict"])
@@ -93,13 +110,13 @@ def format_summary(s):
     return "\n".join(lines) + "\n"
 
 
-def sweep(source, ratios, round_to, input_size, tune, train_data, val_data, test_data, device, example, model_dir,
+def sweep(source, ratios, round_to, inputs, tune, train_data, val_data, test_data, device, example, model_dir,
           reports_dir, resume=False):
     """Prune and fine-tune at each ratio; rows of figures and test scores, ratio 0 = unpruned."""
     rows = [{"ratio": 0.0, **figures(source, example), **test_scores(source, test_data)}]
     for r in ratios:
         tag = f"sweep_{r:g}"
-        net, _ = prune_and_finetune(source, r, round_to, input_size, tune, train_data, val_data, device,
+        net, _ = prune_and_finetune(source, r, round_to, inputs, tune, train_data, val_data, device,
                                     Path(model_dir) / f"{tag}.ckpt.pth", Path(reports_dir) / f"{tag}_log.csv", resume)
         rows.append({"ratio": r, **figures(net, example), **test_scores(net, test_data)})
     return rows

@@ -1,6 +1,24 @@
 """Stage 6: AIMET cross-layer equalization, batch-norm folding and a W8A8 QuantizationSimModel
 that TensorRT can run (symmetric signed int8 activations, per-channel symmetric weights).
-The ONNX exports of the result are in onnx_export.py."""
+The ONNX exports of the result are in onnx_export.py.
+
+Models with RR features (RRFusionNet) take two inputs: every function here takes the model's
+example inputs (model.example_inputs) and calibrates on (image, rr) pairs of training beats.
+What is quantised on the RR path, and why:
+
+- float: the raw `rr` input (seconds) and its standardisation `(rr - rr_mean) / rr_std`. The
+  seven features have different units and ranges (RR in seconds, 0.2-2 s; the relative ones
+  around 1); one per-tensor int8 scale over the raw values would spend its 256 steps on the
+  largest feature, and TensorRT needs Q/DQ only where INT8 is wanted. Two elementwise ops on
+  7 numbers cost nothing in FP16/FP32.
+- INT8: everything after the standardisation, as AIMET's default places it: the standardised
+  features (about zero mean, unit variance each, so one per-tensor scale serves all seven) are
+  quantized at the input of `rr_layer`, whose weights are per-channel int8 and whose ReLU output
+  is quantized; the concatenation of image and RR features is quantized at the classifier's
+  input, whose weights are per-channel int8 too. So the whole network after the standardisation
+  runs as INT8 in a TensorRT engine, and every Conv/Gemm of the Q/DQ ONNX has int8 weights
+  (stage 7's check). tests/test_rr_pipeline.py holds the export to this placement.
+"""
 import json
 from pathlib import Path
 
@@ -43,22 +61,30 @@ def write_config(folder):
     return path
 
 
-def equalize_and_fold(net, input_size=100):
-    """CLE (which folds batch norms first), then fold whatever batch norms remain. In place."""
+def _dummy(inputs):
+    """AIMET's dummy_input: the one tensor of an image-only model, the tuple of a two-input one."""
+    inputs = tuple(inputs)
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
+def equalize_and_fold(net, inputs):
+    """CLE (which folds batch norms first), then fold whatever batch norms remain. In place.
+    `inputs`: the model's example inputs (model.example_inputs)."""
     import_aimet()
     from aimet_torch.batch_norm_fold import fold_all_batch_norms
     from aimet_torch.cross_layer_equalization import equalize_model
 
     net.eval()
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
-    dummy = torch.zeros(1, 1, input_size, input_size)
-    equalize_model(net, dummy_input=dummy)
-    fold_all_batch_norms(net, input_shapes=(1, 1, input_size, input_size))
+    equalize_model(net, dummy_input=_dummy(inputs))
+    shapes = [tuple(t.shape) for t in inputs]
+    fold_all_batch_norms(net, input_shapes=shapes[0] if len(shapes) == 1 else shapes)
     left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     return {"batch_norms": n_bn, "batch_norms_left": left}
 
 
-def sim_model(net, config_path, quant_scheme="tf_enhanced", input_size=100):
+def sim_model(net, config_path, inputs, quant_scheme="tf_enhanced"):
+    """The W8A8 QuantizationSimModel of `net` (example `inputs` as in equalize_and_fold)."""
     aimet = import_aimet()
     from aimet_torch.quantsim import QuantizationSimModel
 
@@ -66,31 +92,34 @@ def sim_model(net, config_path, quant_scheme="tf_enhanced", input_size=100):
                "tf": aimet.common.defs.QuantScheme.post_training_tf}
     if quant_scheme not in schemes:
         raise UserError(f"unknown quant scheme '{quant_scheme}' (known: {', '.join(schemes)})")
-    return QuantizationSimModel(net, torch.zeros(1, 1, input_size, input_size), quant_scheme=schemes[quant_scheme],
+    return QuantizationSimModel(net, _dummy(inputs), quant_scheme=schemes[quant_scheme],
                                 default_output_bw=8, default_param_bw=8, config_file=str(config_path))
 
 
-def calibrate(sim, images, batch_size=64):
-    """compute_encodings on real images (a (N, 1, H, W) float tensor)."""
+def calibrate(sim, inputs, batch_size=64):
+    """compute_encodings on real inputs: a tuple of tensors with one row per beat, the (N, 1, H,
+    W) float images and, for an RR model, their (N, k) RR features (calibration_inputs)."""
 
     def forward(model, _):
         model.eval()
         with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                model(images[start:start + batch_size])
+            for start in range(0, len(inputs[0]), batch_size):
+                model(*(t[start:start + batch_size] for t in inputs))
 
     sim.compute_encodings(forward, None)
 
 
-def calibration_images(data, n, seed=0):
-    """n training images drawn at random (fixed seed), so classes appear in their training proportions."""
+def calibration_inputs(data, n, seed=0):
+    """n training images drawn at random (fixed seed), so classes appear in their training
+    proportions: the tuple (images,) or, for a dataset with RR features, (images, rr) of the same beats."""
     if n < 64:
         raise UserError(f"qat.calibration_images = {n}: at least 64 calibration images are needed")
     if len(data) < n:
         raise UserError(f"{data.root}: {len(data)} images, fewer than the {n} calibration images asked for "
                         "(lower qat.calibration_images)")
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    return data.images[idx].unsqueeze(1).float().div(255)
+    images = data.images[idx].unsqueeze(1).float().div(255)
+    return (images,) if data.rr is None else (images, data.rr[idx])
 
 
 def weight_ranges(net, layer):

@@ -15,7 +15,7 @@ import shlex
 import time
 
 from common import (DeviceError, PRECISIONS, choose_precision, import_tensorrt, main_guard, onnx_classes,
-                    engine_meta_path, trt_major, write_json_atomic)
+                    onnx_rr_features, engine_meta_path, trt_major, write_json_atomic)
 
 
 def gpu_info(trt, builder):
@@ -118,7 +118,7 @@ def main():
     parse_onnx(trt, network, logger, onnx_path)
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     shapes = [(t.name, tuple(t.shape)[1:]) for t in inputs]  # only the batch dimension is dynamic
-    inp = inputs[0]
+    inp = [t for t in inputs if t.name != "rr"][0]  # the scalogram ('input', or 'image' beside 'rr')
     _, c, h, w = tuple(inp.shape)
     out = args.out or "ecg_{}.engine".format(precision)
     print("same build with NVIDIA's trtexec (second opinion):\n  " + trtexec_command(
@@ -149,7 +149,8 @@ def main():
         f.write(config.get_timing_cache().serialize())
     os.replace(args.timing_cache + ".tmp", args.timing_cache)
     meta = {"tensorrt": trt.__version__, "gpu": gpu, "precision": precision, "onnx": os.path.abspath(onnx_path),
-            "input": [c, h, w], "max_batch": args.max_batch, "classes": onnx_classes(onnx_path)}
+            "input": [c, h, w], "max_batch": args.max_batch, "classes": onnx_classes(onnx_path),
+            "rr_features": onnx_rr_features(onnx_path)}
     write_json_atomic(engine_meta_path(out), meta)
     print("engine     {} ({:.1f} MB)".format(out, os.path.getsize(out) / 1e6))
     print("precision  {} from {}".format(precision, onnx_path))

@@ -44,17 +44,39 @@ def import_tensorrt():
     return trt
 
 
-def onnx_classes(path):
-    """Class names stored in the ONNX metadata by 6_AIMET_quantization.py (or None)."""
+def onnx_metadata(path, key):
+    """A JSON value stored in the ONNX metadata by 6_AIMET_quantization.py (or None)."""
     try:
         import onnx
     except ImportError:
         return None
     m = onnx.load(path, load_external_data=False)
     for p in m.metadata_props:
-        if p.key == "classes":
+        if p.key == key:
             return json.loads(p.value)
     return None
+
+
+def onnx_classes(path):
+    """Class names stored in the ONNX metadata by 6_AIMET_quantization.py (or None)."""
+    return onnx_metadata(path, "classes")
+
+
+def onnx_rr_features(path):
+    """Names of the RR features a two-input ONNX takes, in order (metadata 'rr_features'), or None."""
+    rr = onnx_metadata(path, "rr_features")
+    return rr["names"] if rr else None
+
+
+def check_rr_features(names, width, path):
+    """A model's RR input must take the features this device computes (rr_features.FEATURES), in
+    that order: otherwise its input would be fed the wrong numbers."""
+    from rr_features import FEATURES
+
+    if (names is not None and list(names) != list(FEATURES)) or width not in (None, len(FEATURES)):
+        raise DeviceError("{}: the model takes RR features {} ({} values), this device computes {} ({}): "
+                          "export the model with this version of the pipeline".format(
+                              path, names, width, list(FEATURES), len(FEATURES)))
 
 
 def engine_meta_path(engine_path):

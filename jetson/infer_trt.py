@@ -8,6 +8,8 @@
 per-class F1, latency p50/p90/p99 at batch 1 and throughput at --batch.
 --record: a WFDB record (with its .atr beat annotations) -> the stage-1 preprocessing here, one
 label per beat in a CSV (--out), beats/s and the real-time factor.
+--plot / --report DIR (record or CSV input, needs matplotlib): PNG strips of the signal with every
+beat's label, and one HTML page with the summary, the strips and the beats to look at (report.py).
 """
 import argparse
 import csv
@@ -18,8 +20,9 @@ import time
 
 import numpy as np
 
-from common import (DeviceError, check_engine_meta, engine_meta_path, import_tensorrt, main_guard, onnx_classes,
-                    read_json, trt_major, write_json_atomic)
+import report
+from common import (DeviceError, check_engine_meta, check_rr_features, engine_meta_path, import_tensorrt, main_guard,
+                    onnx_classes, onnx_rr_features, read_json, trt_major, write_json_atomic)
 
 
 RR_INPUT = "rr"   # the second input of models with RR-interval features: (N, 7) float32
@@ -30,6 +33,9 @@ def rr_or_error(rr, wanted):
     if wanted and rr is None:
         raise DeviceError("the model takes RR-interval features (input '{}'), which a folder of images does not "
                           "have: classify a record or CSV instead".format(RR_INPUT))
+    if wanted and (np.ndim(rr) != 2 or np.shape(rr)[1] != RR_WIDTH):
+        raise DeviceError("RR features of shape {}: the model's input '{}' takes (beats, {})".format(
+            np.shape(rr), RR_INPUT, RR_WIDTH))
     return np.ascontiguousarray(rr, dtype=np.float32) if wanted else None
 
 
@@ -49,6 +55,9 @@ class OrtRunner:
         image = [i for i in inputs if i.name != RR_INPUT][0]
         self.input, self.shape = image.name, tuple(image.shape[1:])
         self.takes_rr = any(i.name == RR_INPUT for i in inputs)
+        if self.takes_rr:
+            width = [i.shape[1] for i in inputs if i.name == RR_INPUT][0]
+            check_rr_features(onnx_rr_features(path), width if isinstance(width, int) else None, path)
         self.classes = onnx_classes(path)
 
     def __call__(self, x, rr=None):
@@ -93,6 +102,8 @@ class TrtRunner:
         self.in_name = [n for n in inputs if n != RR_INPUT][0]
         self.out_name = [n for n in names if n not in inputs][0]
         self.takes_rr = RR_INPUT in inputs
+        if self.takes_rr:
+            check_rr_features(meta.get("rr_features"), None, path)
         self.shape = tuple(meta["input"])
         self.classes = meta.get("classes")
         self.capacity, self.max_batch = 0, meta["max_batch"]
@@ -270,14 +281,19 @@ class BeatWriter(object):
             os.remove(self.tmp)
 
 
-def label_signal(run, op, sig, chunks, args, out_csv, score):
+def model_classes(run):
+    return run.classes or [str(i) for i in range(4)]
+
+
+def label_signal(run, op, sig, chunks, args, out_csv, score, log=None):
     """Classify one lead (a Signal; `chunks` yields (samples, arrival time) in --stream mode).
-    Returns (detection counts or None, Confusion or None, report dict)."""
+    Returns (detection counts or None, Confusion or None, report dict); `log` (a report.BeatLog)
+    also gets the signal and every labelled beat, for --plot / --report."""
     import scoring
     import streaming
     from rr_features import beat_peaks
 
-    classes = run.classes or [str(i) for i in range(4)]
+    classes = model_classes(run)
     fs_model = float(op["fs"])
     has_ann = sig.ann_samples is not None
     if score and not has_ann:
@@ -290,7 +306,8 @@ def label_signal(run, op, sig, chunks, args, out_csv, score):
         given = np.round(samples * fs_model / sig.fs).astype(np.int64)
         keep = ~np.isin(symbols, [str(s) for s in op["invalid_symbols"]])
     norm = args.normalise or ("running" if args.stream else "record")
-    engine = streaming.BeatEngine(op, sig.fs, softmax_classifier(run, args.batch), norm, given, keep)
+    classify = softmax_classifier(run, args.batch)
+    engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, norm, given, keep)
     matcher = scoring.Matcher(sig.ann_samples, sig.ann_symbols, sig.fs) if has_ann else None
     confusion = scoring.Confusion(classes) if has_ann else None
     writer = BeatWriter(out_csv, classes, sig.fs, has_ann, echo=args.stream)
@@ -306,6 +323,8 @@ def label_signal(run, op, sig, chunks, args, out_csv, score):
             if len(x):
                 n_in += len(x)
                 arrivals.append((n_in, came))
+                if log and chunks is not None:
+                    log.signal(x)
             t0 = time.perf_counter()
             beats = engine.push(x, final=last)
             now = time.perf_counter()
@@ -320,6 +339,8 @@ def label_signal(run, op, sig, chunks, args, out_csv, score):
                     if k is not None:
                         confusion.add(matcher.sym[k], label)
                 writer.row(sample, label, conf, ref)
+                if log:
+                    log.beat(sample, label, conf, ref[1] if ref else "", reference_class(confusion, ref, classes))
                 labelled += 1
                 lat.append((sample, n_in, now - next((t for end, t in arrivals if end > sample), now)))
             while len(arrivals) > 1 and lat and arrivals[0][0] <= lat[-1][0]:
@@ -333,6 +354,9 @@ def label_signal(run, op, sig, chunks, args, out_csv, score):
     finally:
         writer.close(ok)
     det = matcher.detection() if matcher else None
+    if log:
+        log.finish(sig.x if chunks is None else None,
+                   (matcher.ref[~matcher.used], matcher.sym[~matcher.used]) if matcher else None)
     report = {"beats": labelled, "seconds_of_ecg": n_in / sig.fs, "processing_s": busy,
               "beats_per_s": labelled / busy if busy else None, "realtime_factor": (n_in / sig.fs) / busy,
               "normalisation": norm, "beats_from": args.beats}
@@ -349,6 +373,61 @@ def label_signal(run, op, sig, chunks, args, out_csv, score):
                              "wall_ms_p50": float(np.percentile(wall_ms, 50)),
                              "wall_ms_p99": float(np.percentile(wall_ms, 99))}
     return det, confusion, report
+
+
+def reference_class(confusion, ref, classes):
+    """The index of a matched reference beat's class among the model's (None: no reference, or a
+    symbol outside the model's classes)."""
+    if not ref or not ref[1] or confusion is None or confusion.to_class is None:
+        return None
+    true = confusion.to_class(ref[1])
+    return None if true is None else classes.index(true)
+
+
+def class_letters(classes):
+    """What a plot writes for each class: the MIT-BIH symbol of a thesis class (0 -> N, 1 -> L,
+    2 -> R, 3 -> V, 4 -> /), an AAMI class's own letter."""
+    import scoring
+
+    symbol = {v: k for k, v in scoring.THESIS.items()}
+    return [symbol[c] for c in classes] if set(classes) <= set(symbol) else list(classes)
+
+
+def strips_folder(out_csv):
+    return (out_csv[:-4] if out_csv.endswith(".csv") else out_csv) + "_strips"
+
+
+def new_log(args):
+    return report.BeatLog(args.gallery, args.low_confidence) if (args.plot or args.report) else None
+
+
+def write_pictures(args, run, op, sig, log, summary, out_csv, report_dir=None):
+    """--plot: the strips in <out>_strips/; report_dir: the HTML report there. Each folder is
+    replaced whole (report.replace_folder)."""
+    classes = model_classes(run)
+    letters = class_letters(classes)
+    model = args.engine if args.backend == "tensorrt" else args.onnx
+    name = os.path.basename(sig.name)
+    strips = report.strip_pages(log.x, sig.fs, log.beats(), letters, "{}: {}".format(name, os.path.basename(model)),
+                                log.missed)
+    try:
+        if args.plot:
+            folder = report.replace_folder(strips_folder(out_csv), {"strip_{:03d}.png".format(k + 1): png
+                                                              for k, png in enumerate(strips)})
+            print("plots      {} pages -> {}".format(len(strips), folder))
+        if report_dir:
+            fs_model = float(op["fs"])
+            facts = [("input", sig.name), ("model", model), ("backend", args.backend),
+                     ("sampling rate (Hz)", "{:g}".format(sig.fs)), ("beats", args.beats),
+                     ("processing", "stream, {:g} s chunks".format(args.chunk_s) if args.stream else "whole signal"),
+                     ("amplitude normalisation", summary["run"]["normalisation"]),
+                     ("per-beat CSV", os.path.basename(out_csv))]
+            files = report.device_report(log, sig.fs, classes, letters, summary, "ECG report: {}".format(name),
+                                         (int(op["before"]) / fs_model, int(op["after"]) / fs_model), facts, strips)
+            folder = report.replace_folder(report_dir, files)
+            print("report     -> {}".format(os.path.join(folder, "index.html")))
+    except report.ReportError as e:
+        raise DeviceError(str(e))
 
 
 def print_report(sig, out_csv, report):
@@ -393,14 +472,18 @@ def open_input(args, op):
 
 def classify_input(run, op, args):
     sig, chunks = open_input(args, op)
-    det, confusion, report = label_signal(run, op, sig, chunks, args, args.out, args.score)
-    print_report(sig, args.out, report)
+    log = new_log(args)
+    det, confusion, run_report = label_signal(run, op, sig, chunks, args, args.out, args.score, log)
+    print_report(sig, args.out, run_report)
+    summary = score_json(det, confusion, run_report, sig.name)
     if args.score:
         import scoring
 
         print(scoring.format_score(sig.name, det, confusion.summary()))
-        write_json_atomic(json_beside(args.out), score_json(det, confusion, report, sig.name))
+        write_json_atomic(json_beside(args.out), summary)
         print("score      -> {}".format(json_beside(args.out)))
+    if log:
+        write_pictures(args, run, op, sig, log, summary, args.out, args.report)
 
 
 def record_list(folder, names):
@@ -435,8 +518,11 @@ def score_folder(run, op, args):
         args.record = os.path.join(folder, name)
         sig, chunks = open_input(args, op)
         out = os.path.join(out_dir, name + ".csv")
-        det, confusion, report = label_signal(run, op, sig, chunks, args, out, True)
+        log = new_log(args)
+        det, confusion, report = label_signal(run, op, sig, chunks, args, out, True, log)
         write_json_atomic(json_beside(out), score_json(det, confusion, report, name))
+        if log:
+            write_pictures(args, run, op, sig, log, score_json(det, confusion, report, name), out)
         rows.append({"record": name, "detection": det, "accuracy": confusion.summary()["accuracy"],
                      "beats": report["beats"], "processing_s": report["processing_s"],
                      "seconds_of_ecg": report["seconds_of_ecg"]})
@@ -499,6 +585,14 @@ def main():
     p.add_argument("--operator", default="cwt_operator.npz", help="CWT operator file from 7_AIMET_onnx.py")
     p.add_argument("--out", default="beats.csv", help="CSV of per-beat labels (--record, --csv)")
     p.add_argument("--out-dir", default="scores", help="folder of the per-record CSV and JSON files (--records)")
+    p.add_argument("--plot", action="store_true",
+                   help="PNG strips of the signal, every beat's label on it: <out>_strips/ (needs matplotlib)")
+    p.add_argument("--report", metavar="DIR", help="an HTML report of the record in DIR: summary, scores, strips, "
+                                                   "misclassified and low-confidence beats (needs matplotlib)")
+    p.add_argument("--gallery", type=int, default=8, metavar="N",
+                   help="--report: beats shown per (reference, predicted) pair and of low confidence (default 8)")
+    p.add_argument("--low-confidence", type=float, default=0.6, metavar="P",
+                   help="--report: beats below this softmax probability are shown as doubtful (default 0.6)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=200, help="batch-1 runs for the latency percentiles")
     args = p.parse_args()
@@ -513,6 +607,20 @@ def main():
         raise DeviceError("{}: a CSV has no annotations: use --beats detect".format(args.csv))
     if args.csv and args.score:
         raise DeviceError("{}: --score needs a WFDB record with .atr annotations".format(args.csv))
+    if args.plot or args.report:
+        if args.images:
+            raise DeviceError("--plot and --report show ECG signals: give --record, --csv or --records")
+        if args.records and args.report:
+            raise DeviceError("--report is one record's page: give --record (--records takes --plot)")
+        if args.gallery < 0:
+            raise DeviceError("--gallery must be 0 or more")
+        try:
+            report.pyplot()
+            for folder in ([args.report] if args.report else []) + (
+                    [strips_folder(args.out)] if args.plot and not args.records else []):
+                report.check_folder(folder)
+        except report.ReportError as e:
+            raise DeviceError(str(e))
     if args.backend == "tensorrt":
         if not args.engine:
             raise DeviceError("--backend tensorrt needs --engine (or use --backend onnxruntime --onnx FILE)")

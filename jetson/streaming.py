@@ -202,7 +202,7 @@ class BeatEngine(object):
             return np.zeros((len(rel), 7), np.float32)
         feats = rr_features(peaks, self.fs)
         where = {v: k for k, v in enumerate(valid)}
-        return feats[[where[i] for i in rel]].astype(np.float32)
+        return feats[[where[i] for i in rel]]  # float64: the runner casts to the model's float32
 
     def _norm(self, rel):
         heights = np.asarray(self.heights)

@@ -152,19 +152,37 @@ def test_infer_bad_input(quantized, tmp_path, case):
     assert run.returncode == 2 and needle in run.stderr, run.stderr
 
 
-def test_tensorrt_engine_agrees_with_onnxruntime(quantized, tmp_path):
+@pytest.fixture(scope="session")
+def tensorrt():
+    """TensorRT and pycuda, or a skip before the slow fixtures are built (session scope: set up
+    before `quantized`, which comes after it in the argument list)."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed here (GPU machines only)")
     pytest.importorskip("pycuda", reason="pycuda is needed for TensorRT device memory")
+
+
+@pytest.mark.parametrize("precision, onnx_file", [("fp16", "ecg_model_float.onnx"),
+                                                   ("int8", "ecg_model_quantized.onnx")])
+def test_tensorrt_engine_agrees_with_onnxruntime(tensorrt, quantized, tmp_path, precision, onnx_file):
+    """Both engines the device may use: FP16 from the float ONNX, INT8 from the Q/DQ ONNX (where
+    the GPU has INT8), each against ONNX Runtime on the same file (>= 99.5 % argmax agreement on
+    the test images), with the engine's latency reported."""
+    engine = tmp_path / f"{precision}.engine"
     build = subprocess.run([sys.executable, str(JETSON / "build_engine.py"), "--onnx-dir",
-                            str(quantized / "model_save"), "--out", str(tmp_path / "e.engine"),
+                            str(quantized / "model_save"), "--precision", precision, "--out", str(engine),
                             "--timing-cache", str(tmp_path / "t.cache")], capture_output=True, text=True, cwd=JETSON)
+    for impossible in ("no fast INT8", "no FP16 flag", "no fast FP16"):  # this GPU / TensorRT cannot build it
+        if impossible in build.stderr:
+            pytest.skip(build.stderr.strip().splitlines()[-1])
     assert build.returncode == 0, build.stderr
-    sys.path.insert(0, str(JETSON))
     infer_trt = importlib.import_module("infer_trt")
-    trt_run = infer_trt.TrtRunner(str(tmp_path / "e.engine"))
-    meta = common.read_json(str(tmp_path / "e.engine.json"))
+    trt_run = infer_trt.TrtRunner(str(engine))
+    meta = common.read_json(str(engine) + ".json")
+    assert meta["precision"] == precision and meta["onnx"].endswith(onnx_file)
     ort_run = infer_trt.OrtRunner(meta["onnx"])
     u8, _ = infer_trt.load_folder(str(quantized / "data" / "test_images"), trt_run.shape)
     x = infer_trt.to_input(u8)
     agree = (trt_run(x).argmax(1) == ort_run(x).argmax(1)).mean()
+    (p50, p90, p99), ips = infer_trt.timing(trt_run, x, 64, 100)
+    print(f"TensorRT {precision} ({onnx_file}): agreement with ONNX Runtime {agree * 100:.2f} % on {len(x)} images; "
+          f"batch-1 latency p50 {p50:.2f} ms, p99 {p99:.2f} ms; batch 64: {ips:.0f} images/s")
     assert agree >= 0.995
