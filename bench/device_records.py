@@ -55,7 +55,7 @@ def main():
     p.add_argument("--data-dir", help="MIT-BIH folder (default: $MITDB_DIR, else paths.data_dir)")
     args = p.parse_args()
     cfg = config.load(args)
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     (out / "model").mkdir(parents=True, exist_ok=True)
     src = Path(args.model) if args.model else cfg.artifact("trained_model")
     net, meta = model.load(src)

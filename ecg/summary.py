@@ -53,9 +53,11 @@ def lines(cfg):
                 out.append(("7 ONNX", f"{r.get('variant', r.get('name', '?'))}: accuracy {r['accuracy']:.4f}"
                             + (f", agreement {r['agreement']:.4f}" if isinstance(r.get("agreement"), float) else "")))
     for path in sorted(rep.glob("jetson_*.txt")):
-        last = [ln for ln in path.read_text().splitlines() if ln.strip()][-1:]
-        if last:
-            out.append(("device", f"{path.name}: {last[0].strip()}"))
+        lines_ = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        # the headline of a device run: its speed (or throughput) line, else its last line
+        head = [ln for ln in lines_ if ln.startswith(("speed", "throughput"))] or lines_[-1:]
+        if head:
+            out.append(("device", f"{path.name}: {head[-1]}"))
     return sorted(out, key=lambda row: row[0][0])  # stage order (stable within a stage)
 
 

@@ -151,7 +151,7 @@ def test_exports_take_image_and_rr_with_names_and_normalisation(rr_run):
         dims = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in m.graph.input}
         assert dims == {"image": ["batch", 1, 100, 100], "rr": ["batch", 7]}, f
         assert onnx_check.rr_metadata(m) == {"names": FEATURES, "mean": meta["rr_mean"], "std": meta["rr_std"]}, f
-    _, qmeta = model.load(rr_run / "model_save" / "ecg_model_qat.pth")
+    qmeta = model.load_file(rr_run / "model_save" / "ecg_model_qat.pth")  # the sim's weights + encodings
     assert qmeta["rr_features"] == FEATURES
 
 
