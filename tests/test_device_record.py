@@ -117,10 +117,18 @@ def band_model(path):
     return path
 
 
+# At 128 Hz the signal holds nothing above 64 Hz, but the scalogram's rows reach 100 Hz: those rows
+# cannot be recovered by resampling, so a real model changes some borderline labels (measured:
+# 92.4 % the same on record 119 with the test subset's model). From 250 Hz up (Nyquist above
+# 100 Hz) the images and labels must agree.
+AGREEMENT = {128: 0.90, 250: 0.99, 500: 0.99}
+
+
 @pytest.mark.parametrize("fs", [128, 250, 500])
 def test_other_sampling_rates_give_the_same_labels(model, mitdb, tmp_path, fs):
     """Record 119 (8 min) resampled to fs, as a CSV: >= 99 % of its beats get the label they get
-    at 360 Hz, with the pipeline's model and with an image-reading stand-in."""
+    at 360 Hz (>= 90 % at 128 Hz, see AGREEMENT), with the pipeline's model and with an
+    image-reading stand-in."""
     x, _ = lead(mitdb, "119", 480)
     y = resample_poly(x, *{128: (16, 45), 250: (25, 36), 500: (25, 18)}[fs])
     at_fs = tmp_path / "b.csv"
@@ -139,7 +147,7 @@ def test_other_sampling_rates_give_the_same_labels(model, mitdb, tmp_path, fs):
         for t, label in got.items():
             k = np.abs(ts - t).argmin()
             same += abs(ts[k] - t) <= 0.15 and ref[ts[k]] == label
-        assert same >= 0.99 * len(ref) and abs(len(got) - len(ref)) <= 2, onnx_path
+        assert same >= AGREEMENT[fs] * len(ref) and abs(len(got) - len(ref)) <= 2, (onnx_path, same, len(ref))
         assert max(int(r["sample"]) for r in rows(out)) < len(y)   # the input's own sample numbers
     counts = np.unique(list(ref.values()), return_counts=True)[1]
     assert (counts >= 0.1 * len(ref)).sum() >= 2   # the stand-in's labels are not all one class
