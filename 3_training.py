@@ -34,7 +34,7 @@ def main():
     main_process = distributed.is_main()  # under torchrun only rank 0 writes and prints
 
     rr = model.rr_feature_names(cfg)
-    train_dir, val_dir, _ = split.checked_dirs(cfg)
+    train_dir, val_dir, _ = split.checked_dirs(cfg, needed=("train", "val"))
     train_data = dataset.ScalogramDataset(train_dir, rr_features=rr, progress=main_process)
     val_data = dataset.ScalogramDataset(val_dir, classes=train_data.classes, rr_features=rr, progress=main_process)
     out_dir, reports, dest = cfg.path("model_dir"), cfg.path("reports_dir"), cfg.artifact("trained_model")

@@ -208,10 +208,11 @@ def check_set(dest_dirs):
                         "interrupted?); re-run 2_train_test_valid_split.py")
 
 
-def checked_dirs(cfg):
-    """(train, val, test) folders of the config, checked to be one split (`check_set`)."""
+def checked_dirs(cfg, needed=SPLITS):
+    """(train, val, test) folders of the config; those a stage reads (`needed`) checked to be
+    one split (`check_set`)."""
     dirs = {s: cfg.path(f"{s}_dir") for s in SPLITS}
-    check_set(dirs)
+    check_set({s: dirs[s] for s in needed})
     return dirs["train"], dirs["val"], dirs["test"]
 
 
