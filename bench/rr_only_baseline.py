@@ -38,7 +38,8 @@ def main():
 
     p = config.parser(__doc__.splitlines()[0])
     p.add_argument("--out", help="JSON file for the results (default: print only)")
-    cfg = config.load(p.parse_args())
+    args = p.parse_args()
+    cfg = config.load(args)
     train_dir, val_dir, test_dir = split.checked_dirs(cfg)
     x, y = load(train_dir)
     mean, std = x.mean(0), x.std(0)
@@ -53,8 +54,8 @@ def main():
         m = evaluation.metrics([idx[c] for c in ys], [idx[c] for c in pred], classes)
         print(f"--- {name} ({folder})\n{evaluation.format_report(m)}")
         out[name] = {k: v for k, v in m.items() if k != "report"}
-    if p.parse_args().out:
-        files.write_text(Path(p.parse_args().out), json.dumps(out, indent=2))
+    if args.out:
+        files.write_text(Path(args.out), json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

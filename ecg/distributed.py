@@ -31,7 +31,7 @@ def init(device_name="auto"):
     A plain run returns None (the caller picks its device as before). Under torchrun on GPUs
     each process takes the GPU of its LOCAL_RANK.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_initialized()):
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return None
     cuda = torch.cuda.is_available() and device_name != "cpu"
     if cuda:
@@ -58,7 +58,7 @@ def all_sum(values):
     return t.tolist()
 
 
-def gather_rows(part, n, device=None):
+def gather_rows(part, n):
     """Rows i::world of an (n, ...) tensor from every process, reassembled in order (every
     process gets the whole tensor). Used to evaluate a split once, each process a share."""
     world = world_size()
