@@ -8,15 +8,25 @@ for pixel (tests/test_jetson.py). Here: |CWT| scaled to uint8 per image, bicubic
 """
 import numpy as np
 
-from common import DeviceError
+
+def operator_matrix(kernels):
+    """The (n, n_scales*n) CWT matrix from its compact form (ecg/scalogram.py operator_kernels):
+    entry (k, s, t) is kernels[s, t - k + n - 1]. Indexing only, so bit for bit the stored numbers."""
+    n = (kernels.shape[1] + 1) // 2
+    idx = np.arange(n)[None, :] - np.arange(n)[:, None] + n - 1
+    return np.ascontiguousarray(kernels[:, idx].transpose(1, 0, 2)).reshape(n, -1)
 
 
 def load_operator(path):
+    from common import DeviceError
+
     try:
         z = np.load(path)
         op = {k: z[k] for k in z.files}
     except (IOError, OSError, ValueError) as e:
         raise DeviceError("{}: not a CWT operator file ({})".format(path, e))
+    if "operator" not in op and "operator_kernels" in op:
+        op["operator"] = operator_matrix(op["operator_kernels"])   # the compact form (0.3 MB, not 32)
     if "operator" not in op:
         raise DeviceError("{}: not a CWT operator file (no 'operator' array)".format(path))
     return op
