@@ -77,13 +77,18 @@ def forward(model, x):
 
 
 def train_one_epoch(model, criterion, optimizer, data, device, batch_size, generator, desc="train",
-                    max_per_class=0):
+                    max_per_class=0, freeze_bn=False):
     """One epoch; `batch_size` is the global batch. Under torchrun every process draws the same
     order and takes rows rank::world of each global batch; its loss is its share of the global
     batch's class-weighted mean (times world, as DDP averages gradients), so the update equals a
     single process's on the same global batch (up to BatchNorm statistics and dropout masks,
-    which are per process; docs/design.md)."""
+    which are per process; docs/design.md). freeze_bn: BatchNorm layers normalise with their
+    running statistics and do not update them (their scale and shift still learn)."""
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     world, rank = distributed.world_size(), distributed.rank()
     total_loss, correct, seen = 0.0, 0, 0
     order = epoch_order(data.targets, generator, max_per_class)
@@ -197,6 +202,8 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
     # otherwise (say stage 3 was re-run before stage 5) it is stale and training starts afresh.
     cap, select, recal = t.get("max_per_class", 0), t.get("select", "val_acc"), t.get("bn_recalibrate_batches", 0)
     weighting = t.get("class_weight", "inverse")
+    freeze = t.get("freeze_bn", False)
+    recal = 0 if freeze else recal   # frozen statistics are not re-estimated either
     if select not in SELECT:
         raise UserError(f"train.select = '{select}': expected one of {', '.join(SELECT)}")
     fingerprint = {"start_weights": state_hash(model.state_dict()), "classes": list(train_data.classes),
@@ -205,6 +212,7 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
     # settings that are off in the thesis enter the fingerprint only when on (old checkpoints stay valid)
     fingerprint.update({k: v for k, v in (("max_per_class", cap), ("select", select), ("bn_recalibrate_batches", recal),
                                            ("class_weight", weighting if weighting != "inverse" else None),
+                                           ("freeze_bn", freeze),
                                            ("rr_features", getattr(train_data, "rr_features", None)))
                         if v and v != "val_acc"})
     model.to(device, memory_format=torch.channels_last)  # before the optimizer: its state follows the weights
@@ -243,7 +251,7 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
         gen = torch.Generator().manual_seed(t["seed"] + epoch)  # shuffle order
         t0, epoch_lr = time.perf_counter(), lr_of(scheduler)
         tr_loss, tr_acc = train_one_epoch(net, criterion, optimizer, train_data, device, t["batch_size"], gen,
-                                          desc=f"{desc} {epoch + 1}/{epochs}", max_per_class=cap)
+                                          desc=f"{desc} {epoch + 1}/{epochs}", max_per_class=cap, freeze_bn=freeze)
         distributed.broadcast_buffers(model)  # BatchNorm statistics: rank 0's, everywhere
         if recal:
             recalibrate_batchnorm(model, train_data, device, recal, t["batch_size"],

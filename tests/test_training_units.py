@@ -52,6 +52,20 @@ def test_zero_epochs_returns_the_model_as_given(data, tmp_path):
     assert history == [] and all(torch.equal(best["state_dict"][k], v) for k, v in net.state_dict().items())
 
 
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_bn_keeps_the_running_statistics_and_trains_the_rest(data, tmp_path, freeze):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5, stride=4), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cfg = {**CFG, "freeze_bn": freeze, "bn_recalibrate_batches": 2}   # frozen: no re-estimation either
+    training.fit(net, data, data, cfg, torch.device("cpu"), tmp_path / "c.pth", tmp_path / "l.csv")
+    after = net.state_dict()
+    stats = ("1.running_mean", "1.running_var", "1.num_batches_tracked")
+    assert all(torch.equal(before[k], after[k]) for k in stats) == freeze
+    assert not torch.equal(before["1.weight"], after["1.weight"]) and not torch.equal(before["0.weight"], after["0.weight"])
+
+
 @pytest.mark.parametrize("item", ["train.epochs=3.0", "train.lr=fast", "prune.sweep=0.3", "train.nope=1"])
 def test_bad_setting_is_refused(item):
     with pytest.raises(UserError, match=item.split("=")[0]):
