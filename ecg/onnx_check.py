@@ -228,7 +228,8 @@ def evaluate_variants(variants, references, images, targets, classes, time_it=Tr
         agree = float((pred == references[v.reference].argmax(1)).mean())
         row = {"variant": v.label, "file": Path(v.path).name, "bytes": Path(v.path).stat().st_size,
                "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "reference": v.reference,
-               "agreement": agree, "strict": v.strict}
+               "agreement": agree, "strict": v.strict, "per_class": m["per_class"],
+               "confusion_matrix": m["confusion_matrix"]}
         if time_it and v.timed:
             row.update(latency(sess, images))
         rows.append(row)

@@ -85,6 +85,10 @@ def test_stage7_table(quantized):
     fp16 = next(r for v, r in rows.items() if v.startswith("FP16"))
     assert fp16["reference"] == "FP32 ONNX" and fp16["agreement"] >= 0.995 and fp16["file"] == FP16
     assert all(r["agreement"] >= 0.995 for r in rows.values() if r["strict"])
+    for r in rows.values():   # per-class Se/+P/F1 of every variant (the README's float and Q/DQ rows)
+        cm = np.array(r["confusion_matrix"])
+        assert cm.sum() == s["test_images"] and np.trace(cm) / cm.sum() == pytest.approx(r["accuracy"])
+        assert set(r["per_class"]) == set(rows[next(iter(rows))]["per_class"]) and len(r["per_class"]) == len(cm)
     assert {r["file"] for r in rows.values() if r["strict"]} == {FLOAT, FP16, QDQ, COMPACT}
     trt = s["tensorrt"]
     assert {f: trt[f]["tensorrt_8_2"] for f in (FLOAT, QDQ, FP16)} == {FLOAT: "ok", QDQ: "ok", FP16: "ok"}
