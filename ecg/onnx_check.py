@@ -193,13 +193,16 @@ def session(path, optimize=True, threads=0):
         raise UserError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from None
 
 
-def run_all(sess, inputs, batch_size=256):
+def run_all(sess, inputs, batch_size=256, desc=None):
     """Logits for all rows of `inputs`: {input name: array}, or one (N, 1, H, W) float32 array
-    for the scalogram input of an image-only model (feeds())."""
+    for the scalogram input of an image-only model (feeds()); a progress bar when `desc` is given."""
+    from tqdm import tqdm
+
     feeds = inputs if isinstance(inputs, dict) else {INPUT: inputs}
     n = len(next(iter(feeds.values())))
+    starts = tqdm(range(0, n, batch_size), desc=desc, unit="batch", mininterval=2, disable=desc is None)
     return np.concatenate([sess.run([OUTPUT], {k: v[i:i + batch_size] for k, v in feeds.items()})[0]
-                           for i in range(0, n, batch_size)])
+                           for i in starts])
 
 
 def latency(sess, inputs):
@@ -220,7 +223,7 @@ def evaluate_variants(variants, references, images, targets, classes, time_it=Tr
     rows, failures = [], []
     for v in variants:
         sess = session(v.path, v.optimize)
-        logits = run_all(sess, images)
+        logits = run_all(sess, images, desc=v.label[:40])
         if v.key:
             references[v.key] = logits
         pred = logits.argmax(1)
