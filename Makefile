@@ -3,6 +3,8 @@
 # make aami      - the new-patient profile (AAMI classes, DS1 -> DS2, RR features) in runs/aami
 # make test      - the test suite;  make test-fast - its unit tier (no MIT-BIH data, no training)
 # make bench     - the speed benchmarks
+# make release   - copy a finished run's deployable files into models/<name>/ (then git add them);
+#                  make release-aami for the AAMI profile's run in runs/aami
 # Each target creates .venv and installs requirements.txt first (skipped when up to date).
 
 SHELL := /bin/bash
@@ -19,7 +21,7 @@ ifdef MITDB_DIR
 export MITDB_DIR
 endif
 
-.PHONY: venv pipeline demo aami aami-demo test test-fast bench clean-demo
+.PHONY: venv pipeline demo aami aami-demo release release-aami test test-fast bench clean-demo
 
 .venv/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv .venv
@@ -66,6 +68,14 @@ aami:
 aami-demo:
 	$(MAKE) pipeline WORKDIR=runs/aami-quick DEVICE_RECORD=208 \
 	  CONFIG="--config configs/aami.toml --config configs/quick.toml --set train.max_per_class=800"
+
+# The shipped models (models/README.md): the run's ONNX files, CWT operator and compact .pth, its
+# figures, reference predictions and SHA256SUMS, swapped into models/<[release] name> whole
+release: venv
+	$(PY) -m ecg.release $(RUN)
+
+release-aami:
+	$(MAKE) release WORKDIR=runs/aami CONFIG="--config configs/aami.toml"
 
 test: venv
 	$(PY) -m pytest -q tests

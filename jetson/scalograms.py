@@ -21,12 +21,12 @@ def load_operator(path):
     from common import DeviceError
 
     try:
-        z = np.load(path)
-        op = {k: z[k] for k in z.files}
-    except (IOError, OSError, ValueError) as e:
+        with np.load(path) as z:
+            op = {k: z[k] for k in z.files}
+        if "operator" not in op and "operator_kernels" in op:
+            op["operator"] = operator_matrix(op["operator_kernels"])   # the compact form (0.3 MB, not 32)
+    except (IOError, OSError, ValueError, IndexError, AttributeError, TypeError) as e:  # TypeError: a .npy
         raise DeviceError("{}: not a CWT operator file ({})".format(path, e))
-    if "operator" not in op and "operator_kernels" in op:
-        op["operator"] = operator_matrix(op["operator_kernels"])   # the compact form (0.3 MB, not 32)
     if "operator" not in op:
         raise DeviceError("{}: not a CWT operator file (no 'operator' array)".format(path))
     return op

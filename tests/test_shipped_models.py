@@ -1,0 +1,119 @@
+"""The shipped models (models/<name>/, written by `make release`): checksums, loading with
+weights_only, and the device's recorded predictions recomputed on real records, so a stale or
+corrupt model cannot pass."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg import model as model_io
+from ecg import release
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+SHIPPED = sorted(p for p in MODELS.iterdir() if (p / "SHA256SUMS").is_file() and not p.name.startswith(".")) \
+    if MODELS.is_dir() else []
+FILES = {"ecg_model_float.onnx", "ecg_model_quantized.onnx", "cwt_operator.npz", "ecg_model_compact.pth",
+         "release.json", "reference_predictions.csv"}
+ids = [p.name for p in SHIPPED]
+
+
+def test_the_new_patient_model_is_shipped_and_small():
+    assert "aami" in ids   # models/thesis joins once its full run is released (models/README.md)
+    total = sum(f.stat().st_size for d in SHIPPED for f in d.iterdir())
+    assert total < 30e6, total
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=ids)
+def test_checksums_cover_every_file_and_match(folder):
+    sums = release.read_sums(folder)
+    assert set(sums) == FILES == {p.name for p in folder.iterdir()} - {"SHA256SUMS"}
+    for name, digest in sums.items():
+        assert release.sha256(folder / name) == digest, f"{folder / name}: checksum differs (corrupt or stale)"
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=ids)
+def test_files_load_and_describe_the_same_model(folder):
+    import onnx
+
+    net, meta = model_io.load(folder / "ecg_model_compact.pth")    # weights_only=True inside
+    for name in ("ecg_model_float.onnx", "ecg_model_quantized.onnx"):
+        props = {p.key: p.value for p in onnx.load(str(folder / name)).metadata_props}
+        assert json.loads(props["classes"]) == list(meta["classes"])
+        if meta.get("rr_features"):
+            assert json.loads(props["rr_features"])["names"] == list(meta["rr_features"])
+    card = json.loads((folder / "release.json").read_text())
+    assert card["name"] == folder.name and card["results"]["test_float"]["accuracy"] > 0
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=ids)
+def test_device_reproduces_the_recorded_predictions(folder, mitdb):
+    """jetson/infer_trt.py (ONNX Runtime, detected beats), float and Q/DQ model: the same beats as
+    recorded at release time and the same labels (ONNX Runtime's kernels differ between CPUs in
+    the last bits, and its int8 kernels more: a near-tie may flip, so 99.5 % / 99 %), the float
+    model's confidences to 1e-3. A stale model (another epoch, another run) differs far more."""
+    want = release.read_predictions(folder / release.PREDICTIONS)
+    card = json.loads((folder / "release.json").read_text())["reference_predictions"]
+    got = release.device_predictions(folder, [mitdb / r for r in card["records"]], card["seconds"])
+    assert len(want) > 100 and [w[:3] for w in want] == [g[:3] for g in got]
+    for variant, need in (("float", 0.995), ("qdq", 0.99)):
+        pairs = [(w, g) for w, g in zip(want, got) if w[1] == variant]
+        assert sum(w[3] == g[3] for w, g in pairs) >= need * len(pairs), variant
+    assert max(abs(w[4] - g[4]) for w, g in zip(want, got) if w[1] == "float" and w[3] == g[3]) <= 1e-3
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=ids)
+def test_compact_pth_agrees_with_its_float_onnx(folder, mitdb):
+    """The weights-only .pth (PyTorch) and the float ONNX (BN folded, CLE) label the device's beats
+    of record 119's first two minutes alike."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "jetson"))
+    import infer_trt
+    import scalograms
+    import streaming
+    from signal_input import read_wfdb
+
+    sig = read_wfdb(str(mitdb / "119"))
+    run = infer_trt.OrtRunner(str(folder / "ecg_model_float.onnx"))
+    seen = []
+
+    def classify(u8, rr):
+        seen.append((infer_trt.to_input(u8), None if rr is None else np.asarray(rr, np.float32)))
+        logits = run(seen[-1][0], seen[-1][1])
+        return logits.argmax(1), logits.max(1)
+
+    engine = streaming.BeatEngine(scalograms.load_operator(str(folder / "cwt_operator.npz")), sig.fs, classify)
+    engine.push(sig.x[:int(120 * sig.fs)], final=True)
+    x = np.concatenate([s[0] for s in seen])
+    net, meta = model_io.load(folder / "ecg_model_compact.pth")
+    rr = np.concatenate([s[1] for s in seen]) if meta.get("rr_features") else None   # the engine always makes them
+    with torch.no_grad():
+        args = (torch.from_numpy(x),) + (() if rr is None else (torch.from_numpy(rr),))
+        ours = net.eval()(*args).numpy()
+    onnx_logits = run(x, rr)
+    assert len(x) > 100
+    assert (ours.argmax(1) == onnx_logits.argmax(1)).mean() >= 0.99
+
+
+def test_release_refuses_a_folder_that_is_not_a_release(tmp_path, monkeypatch):
+    """`--name jetson --out .` must not replace the jetson/ folder."""
+    from ecg.errors import UserError
+
+    (tmp_path / "jetson").mkdir()
+    (tmp_path / "jetson" / "infer_trt.py").write_text("x")
+    with pytest.raises(UserError, match="is not a model release"):
+        release.check_destination(tmp_path / "jetson")
+    assert (tmp_path / "jetson" / "infer_trt.py").is_file()
+
+
+def test_release_refuses_an_unfinished_run(tmp_path, capsys):
+    (tmp_path / "run" / "model_save").mkdir(parents=True)
+    (tmp_path / "run" / "model_save" / "ecg_model_float.onnx").write_bytes(b"x")
+    with pytest.raises(SystemExit) as e:
+        release.main(["--workdir", str(tmp_path / "run"), "--out", str(tmp_path / "models")])
+    assert e.value.code == 2 and not (tmp_path / "models").exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ecg_model_quantized.onnx: missing; run the pipeline through stage 7" in err
