@@ -117,29 +117,25 @@ def band_model(path):
     return path
 
 
-# Label agreement with the 360 Hz run, per rate: the image-reading stand-in must agree on >= 99 %
-# at every rate (its bands, 1-15 Hz, survive any rate here). The test subset's real model does
-# not reach the issue's 99 %: measured on record 119, 92.4 % at 128 Hz (nothing above 64 Hz
-# survives, while the scalogram's rows reach 100 Hz), 96.4 % at 250 Hz and 98.5 % at 500 Hz (the
-# round trip through resample_poly moves some aligned R peaks by a sample and a small model's
-# borderline beats flip). The bounds below hold those measured levels, not the goal.
-AGREEMENT = {"stand-in": {128: 0.99, 250: 0.99, 500: 0.99}, "model": {128: 0.90, 250: 0.95, 500: 0.97}}
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "aami"
 
 
 @pytest.mark.parametrize("fs", [128, 250, 500])
-def test_other_sampling_rates_give_the_same_labels(model, mitdb, tmp_path, fs):
-    """Record 119 (8 min) resampled to fs, as a CSV: its beats get the label they get at 360 Hz
-    (>= 99 % with an image-reading stand-in; the measured levels with the pipeline's model, see
-    AGREEMENT)."""
+def test_other_sampling_rates_give_the_same_labels(mitdb, tmp_path, fs):
+    """Record 119 (8 min) resampled to fs, as a CSV: >= 99 % of its beats get the label they get at
+    360 Hz, with the shipped new-patient model, float and Q/DQ (fully trained: a barely trained
+    model's borderline beats flip with the last bit of the signal), and an image-reading stand-in.
+    Per-record figures at each rate: docs/results/resampling/."""
     x, _ = lead(mitdb, "119", 480)
     y = resample_poly(x, *{128: (16, 45), 250: (25, 36), 500: (25, 18)}[fs])
     at_fs = tmp_path / "b.csv"
     with open(at_fs, "w") as f:
         f.write("\n".join("{:.6f}".format(v) for v in y) + "\n")
     at_360 = write_csv(tmp_path / "a.csv", x)
-    for kind, onnx_path in (("model", model / "ecg_model_float.onnx"), ("stand-in", band_model(tmp_path / "band.onnx"))):
+    for onnx_path in (SHIPPED / "ecg_model_float.onnx", SHIPPED / "ecg_model_quantized.onnx",
+                      band_model(tmp_path / "band.onnx")):
         ref_csv, out = tmp_path / "ref.csv", tmp_path / "out.csv"
-        common = ["--backend", "onnxruntime", "--onnx", onnx_path, "--operator", model / "cwt_operator.npz"]
+        common = ["--backend", "onnxruntime", "--onnx", onnx_path, "--operator", SHIPPED / "cwt_operator.npz"]
         assert infer(*common, "--csv", at_360, "--column", "ecg_uV", "--fs", "360", "--out", ref_csv).returncode == 0
         run = infer(*common, "--csv", at_fs, "--fs", str(fs), "--out", out)
         assert run.returncode == 0, run.stderr
@@ -149,10 +145,10 @@ def test_other_sampling_rates_give_the_same_labels(model, mitdb, tmp_path, fs):
         for t, label in got.items():
             k = np.abs(ts - t).argmin()
             same += abs(ts[k] - t) <= 0.15 and ref[ts[k]] == label
-        assert same >= AGREEMENT[kind][fs] * len(ref) and abs(len(got) - len(ref)) <= 2, (onnx_path, same, len(ref))
+        assert same >= 0.99 * len(ref) and abs(len(got) - len(ref)) <= 2, (onnx_path, same, len(ref))
         assert max(int(r["sample"]) for r in rows(out)) < len(y)   # the input's own sample numbers
-    counts = np.unique(list(ref.values()), return_counts=True)[1]
-    assert (counts >= 0.1 * len(ref)).sum() >= 2   # the stand-in's labels are not all one class
+        counts = np.unique(list(ref.values()), return_counts=True)[1]
+        assert (counts >= 0.1 * len(ref)).sum() >= 2   # several labels (119: N and V in bigeminy), not one
 
 
 def test_stream_equals_batch(model, mitdb, short_record, tmp_path):
