@@ -44,17 +44,58 @@ def import_tensorrt():
     return trt
 
 
+def _varint(buf, i):
+    shift = value = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def _fields(buf):
+    """(field number, wire type, value) of one protobuf message; length-delimited values as bytes."""
+    i, n = 0, len(buf)
+    while i < n:
+        tag, i = _varint(buf, i)
+        num, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 1:
+            value, i = buf[i:i + 8], i + 8
+        elif wire == 2:
+            size, i = _varint(buf, i)
+            value, i = buf[i:i + size], i + size
+        elif wire == 5:
+            value, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError("unsupported protobuf wire type {}".format(wire))
+        yield num, wire, value
+
+
+def read_onnx_metadata(path):
+    """{key: value} of an ONNX file's metadata_props (ModelProto field 14, StringStringEntryProto
+    key = 1, value = 2), read with a minimal protobuf walk: no onnx package needed (a Jetson's
+    JetPack has none), and the weights are skipped, not decoded."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    out = {}
+    try:
+        for num, wire, value in _fields(buf):
+            if num == 14 and wire == 2:
+                entry = dict((k, v) for k, w, v in _fields(value) if w == 2)
+                out[entry.get(1, b"").decode("utf-8")] = entry.get(2, b"").decode("utf-8")
+    except (IndexError, ValueError, UnicodeDecodeError) as e:
+        raise DeviceError("{}: not a readable ONNX file ({})".format(path, e))
+    return out
+
+
 def onnx_metadata(path, key):
     """A JSON value stored in the ONNX metadata by 6_AIMET_quantization.py (or None)."""
-    try:
-        import onnx
-    except ImportError:
-        return None
-    m = onnx.load(path, load_external_data=False)
-    for p in m.metadata_props:
-        if p.key == key:
-            return json.loads(p.value)
-    return None
+    value = read_onnx_metadata(path).get(key)
+    return None if value is None else json.loads(value)
 
 
 def onnx_classes(path):

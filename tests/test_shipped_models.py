@@ -117,3 +117,18 @@ def test_release_refuses_an_unfinished_run(tmp_path, capsys):
     assert e.value.code == 2 and not (tmp_path / "models").exists()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ecg_model_quantized.onnx: missing; run the pipeline through stage 7" in err
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=ids)
+def test_device_reads_the_metadata_without_the_onnx_package(folder):
+    """An operator's machine (JetPack, or pip install onnxruntime) has no `onnx` package: the
+    device's own protobuf walk must give the same class names and RR features, or labels and
+    scoring would fall back to bare indices."""
+    import onnx
+
+    sys.path.insert(0, str(ROOT / "jetson"))
+    import common
+
+    for name in ("ecg_model_float.onnx", "ecg_model_quantized.onnx"):
+        want = {p.key: p.value for p in onnx.load(str(folder / name)).metadata_props}
+        assert common.read_onnx_metadata(str(folder / name)) == want and "classes" in want
