@@ -63,7 +63,8 @@ def _checksums(folder):
     return sums
 
 
-def _sha256(path):
+def sha256(path):
+    """Hex SHA-256 of a file (read in 1 MB pieces)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -87,7 +88,7 @@ def check_records(folder, records, fs, resample=False):
             f = folder / f"{rec}{suffix}"
             if not f.is_file():
                 raise UserError(f"{f}: missing ({suffix} file of record {rec})")
-            if f.name in sums and _sha256(f) != sums[f.name]:
+            if f.name in sums and sha256(f) != sums[f.name]:
                 raise UserError(f"{f}: checksum mismatch with {folder / 'SHA256SUMS.txt'}")
         try:
             header = wfdb.rdheader(str(base))

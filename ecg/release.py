@@ -16,7 +16,6 @@ The folder is built beside models/<name> and swapped in whole: a failed release 
 """
 import csv
 import datetime
-import hashlib
 import io
 import json
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from . import config, records
 from .errors import UserError, main_guard
+from .records import sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("float_onnx", "quantized_onnx", "cwt_operator", "pruned_model")   # [artifacts] keys
@@ -37,14 +37,6 @@ REPORTS = {"split": "split_summary.json", "train": "train_summary.json", "test_f
 SETTINGS = ("preprocess", "split", "model", "train", "prune", "qat")
 PREDICTIONS = "reference_predictions.csv"
 VARIANTS = (("float", "ecg_model_float.onnx"), ("qdq", "ecg_model_quantized.onnx"))
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_sums(folder):
