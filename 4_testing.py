@@ -32,7 +32,7 @@ def main():
     data = dataset.ScalogramDataset(test_dir, classes=meta["classes"],
                                     rr_features=meta.get("rr_features"))
     _, logits = evaluation.evaluate_and_report(net, meta["classes"], data, cfg.path("reports_dir"), args.name, device,
-                                               {"model": str(path)})
+                                               evaluation.provenance(path, test_dir))
     per_pair = cfg["test"]["errors_per_pair"]
     if per_pair > 0:
         labels = {c["name"]: c["label"] for c in cfg.scheme["classes"]}

@@ -88,9 +88,12 @@ def main():
     # sizes on disk of the two model files, both in the same weights-only format
     before["file_bytes"], after["file_bytes"] = src.stat().st_size, dest.stat().st_size
 
-    m_before = pruning.test_scores(source, test_data)
+    # the unpruned model's figures: stage 4's report when it was made for this model file and test
+    # split (predicting DS2 again takes 10+ minutes on a CPU), else predicted here
+    m_before = evaluation.reported_scores(reports / "test_result.json", evaluation.provenance(src, test_dir),
+                                          len(test_data)) or pruning.test_scores(source, test_data)
     m_after, _ = evaluation.evaluate_and_report(net, classes, test_data, reports, "test_result_pruned", device,
-                                                {"model": str(dest)})
+                                                evaluation.provenance(dest, test_dir))
     summary = {"ratio": pc["ratio"], "round_to": pc["round_to"], "importance": "L1 magnitude (p=1)",
                "before": {**before, **m_before},
                "after": {**after, "accuracy": m_after["accuracy"], "macro_f1": m_after["macro_f1"]},

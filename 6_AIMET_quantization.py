@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecg import config, dataset, evaluation, files, model, onnx_export, quantization, training
+from ecg import config, dataset, evaluation, files, model, onnx_export, quantization, split, training
 from ecg.errors import UserError, main_guard
 
 
@@ -59,10 +59,11 @@ def main():
     net, meta = model.load(src)
     classes, size, rr = meta["classes"], meta["input_size"][-1], meta.get("rr_features")
     inputs, rr_meta = model.example_inputs(meta), onnx_export.rr_metadata(meta)
-    train_data = dataset.ScalogramDataset(cfg.path("train_dir"), classes=classes, rr_features=rr)
+    train_dir, val_dir, test_dir = split.checked_dirs(cfg)   # one split, not a half-swapped re-run of stage 2
+    train_data = dataset.ScalogramDataset(train_dir, classes=classes, rr_features=rr)
     calib = quantization.calibration_inputs(train_data, q["calibration_images"], t["seed"])
-    val_data = dataset.ScalogramDataset(cfg.path("val_dir"), classes=classes, rr_features=rr)
-    test_data = dataset.ScalogramDataset(cfg.path("test_dir"), classes=classes, rr_features=rr)
+    val_data = dataset.ScalogramDataset(val_dir, classes=classes, rr_features=rr)
+    test_data = dataset.ScalogramDataset(test_dir, classes=classes, rr_features=rr)
     files.check_writable(out_dir)
     files.check_writable(reports)
 

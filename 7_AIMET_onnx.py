@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg import config, dataset, files, onnx_check, onnx_export, preprocess, scalogram
+from ecg import config, dataset, files, onnx_check, onnx_export, preprocess, scalogram, split
 from ecg.errors import UserError, main_guard
 
 
@@ -43,9 +43,10 @@ def main():
     if not ref_path.is_file():
         raise UserError(f"{ref_path}: missing (written by 6_AIMET_quantization.py)")
     ref = np.load(ref_path)
-    data = dataset.ScalogramDataset(cfg.path("test_dir"), rr_features=rr and rr["names"])
+    _, _, test_dir = split.checked_dirs(cfg, needed=("test",))
+    data = dataset.ScalogramDataset(test_dir, rr_features=rr and rr["names"])
     if [str(p) for p in data.paths] != [str(p) for p in ref["paths"]]:
-        raise UserError(f"{cfg.path('test_dir')}: not the test set stage 6 evaluated; re-run 6_AIMET_quantization.py")
+        raise UserError(f"{test_dir}: not the test set stage 6 evaluated; re-run 6_AIMET_quantization.py")
     scalogram.write_device_operator(cfg.artifact("cwt_operator"), preprocess.made_with(cfg), data.classes,
                                     source=cfg.path("scalogram_dir"))
 
@@ -59,9 +60,11 @@ def main():
     inputs = onnx_check.feeds(m_float, images, None if data.rr is None else data.rr.numpy())
     references = {"PyTorch float": ref["float"], "AIMET sim": ref["qat"]}
     rows, failures = onnx_check.evaluate_variants(onnx_check.stage7_variants(paths), references, inputs,
-                                                  data.targets.numpy(), data.classes, time_it=not args.no_timing)
+                                                  data.targets.numpy(), data.classes, time_it=not args.no_timing,
+                                                  threads=cfg["train"]["threads"])
 
-    summary = {"qdq": qdq, "tensorrt": tensorrt, "results": rows, "test_images": len(data)}
+    summary = {"qdq": qdq, "tensorrt": tensorrt, "results": rows, "test_images": len(data),
+               "onnxruntime_threads": cfg["train"]["threads"] or "all cores"}
     if rr:
         summary["rr_features"] = rr
     files.write_text(reports / "onnx_summary.json", json.dumps(summary, indent=2))

@@ -2,6 +2,7 @@
 import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -128,6 +129,28 @@ def plot_confusion(path, cm, classes, title):
     fig.tight_layout()
     files.save_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"), suffix=".png")
     plt.close(fig)
+
+
+def provenance(model_path, test_dir):
+    """What a test report was made from: the model file (path and SHA-256) and the test split's
+    id (stage 2's STAMP), so a later stage can tell whether the report still holds."""
+    from .records import sha256
+    from .split import split_id
+
+    return {"model": str(model_path), "model_sha256": sha256(model_path), "test_split": split_id(test_dir)}
+
+
+def reported_scores(report, prov, n_images):
+    """Accuracy and macro F1 from a report written for the same model file and test split
+    (`provenance`) on as many images; None when there is no such report."""
+    try:
+        r = json.loads(Path(report).read_text())
+        same = prov["test_split"] and all(r.get(k) == v for k, v in prov.items() if k != "model")
+        if same and r.get("test_images") == n_images:
+            return {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def evaluate_and_report(net, classes, data, reports_dir, name, device, extra=None):

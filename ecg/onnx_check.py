@@ -215,14 +215,15 @@ def latency(sess, inputs):
 
 
 
-def evaluate_variants(variants, references, images, targets, classes, time_it=True):
+def evaluate_variants(variants, references, images, targets, classes, time_it=True, threads=0):
     """Run every variant on `images` (an array, or the feeds of an RR model: feeds()); return
     (rows, failures). `references` (name -> logits) is extended with the logits of each variant
-    that has a key."""
+    that has a key. `threads`: ONNX Runtime's intra-op threads (0 = all cores), the config's
+    train.threads, so a run limited to one core stays on one core."""
     references = dict(references)
     rows, failures = [], []
     for v in variants:
-        sess = session(v.path, v.optimize)
+        sess = session(v.path, v.optimize, threads)
         logits = run_all(sess, images, desc=v.label[:40])
         if v.key:
             references[v.key] = logits

@@ -1,4 +1,7 @@
-"""The AAMI EC57 figures and F1 of ecg/evaluation.py against a confusion matrix worked by hand."""
+"""The AAMI EC57 figures and F1 of ecg/evaluation.py against a confusion matrix worked by hand; when
+a test report may stand for a model (provenance)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -56,3 +59,29 @@ def test_report_prints_the_aami_table_in_percent():
     row_a = next(line for line in table if line.split() and line.split()[0] == "A")
     assert row_a.split() == ["A", "83.33", "71.43", "81.82", "6"]
     assert "accuracy     0.7059" in text
+
+
+def test_reported_scores_are_reused_only_for_the_same_model_and_split(tmp_path):
+    """Stage 5 takes the unpruned model's figures from stage 4's report only when that report was
+    made for the same model file (SHA-256) and the same stage-2 split; anything else is predicted anew."""
+    from ecg import split
+
+    model, test = tmp_path / "m.pth", tmp_path / "test"
+    model.write_bytes(b"weights")
+    test.mkdir()
+    (test / split.STAMP).write_text("run-1\n")
+    report = tmp_path / "test_result.json"
+    prov = evaluation.provenance(model, test)
+    report.write_text(json.dumps({"accuracy": 0.9, "macro_f1": 0.8, "test_images": 10, **prov}))
+    assert evaluation.reported_scores(report, prov, 10) == {"accuracy": 0.9, "macro_f1": 0.8}
+    assert evaluation.reported_scores(report, prov, 11) is None             # another image count
+    model.write_bytes(b"other weights")                                      # stage 3 re-run
+    assert evaluation.reported_scores(report, evaluation.provenance(model, test), 10) is None
+    model.write_bytes(b"weights")
+    (test / split.STAMP).write_text("run-2\n")                              # stage 2 re-run
+    assert evaluation.reported_scores(report, evaluation.provenance(model, test), 10) is None
+    (test / split.STAMP).unlink()                                           # a hand-made folder: no id to trust
+    assert evaluation.reported_scores(report, evaluation.provenance(model, test), 10) is None
+    assert evaluation.reported_scores(tmp_path / "missing.json", prov, 10) is None
+    report.write_text("{not json")
+    assert evaluation.reported_scores(report, prov, 10) is None
