@@ -44,6 +44,7 @@ def main():
     reports = cfg.path("reports_dir")
     reports.mkdir(parents=True, exist_ok=True)
     files.write_text(reports / "split_summary.json", json.dumps(summary, indent=2))
+    config.record(cfg, "split")
     for s in split.SPLITS:
         print(f"{s:5s}: {sum(counts[s].values()):6d} images  {counts[s]}  records: {len(recs[s])}")
     print(f"records shared by train and test: {len(shared)}"

@@ -59,6 +59,7 @@ def main():
     files.write_text(reports / "train_summary.json", json.dumps(
         {"device": str(device), "processes": distributed.world_size(), "epochs": len(history), "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
          "seconds_this_run": time.perf_counter() - t0, "history": history}, indent=2))
+    config.record(cfg, "train")
     print(f"saved {dest} (epoch {best['epoch']}, val acc {best['val_acc']:.4f})")
     distributed.shutdown()
 

@@ -28,7 +28,9 @@ def main():
     device = training.pick_device(cfg["train"]["device"])
     path = args.model or cfg.artifact("trained_model")
     net, meta = model.load(path)
-    _, _, test_dir = split.checked_dirs(cfg)
+    # the run's own test folder must be one split with its train/val folders (a test set from
+    # another split may hold the model's training beats); a folder given with --data is the user's
+    _, _, test_dir = split.checked_dirs(cfg, needed=("test",) if args.data else split.SPLITS)
     data = dataset.ScalogramDataset(test_dir, classes=meta["classes"],
                                     rr_features=meta.get("rr_features"))
     _, logits = evaluation.evaluate_and_report(net, meta["classes"], data, cfg.path("reports_dir"), args.name, device,

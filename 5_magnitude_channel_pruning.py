@@ -99,6 +99,7 @@ def main():
                "after": {**after, "accuracy": m_after["accuracy"], "macro_f1": m_after["macro_f1"]},
                "fine_tuning": history, "threads": torch.get_num_threads()}
     files.write_text(reports / "prune_summary.json", json.dumps(summary, indent=2))
+    config.record(cfg, "prune")
     files.write_text(reports / "prune_summary.txt", pruning.format_summary(summary))
     print(pruning.format_summary(summary), end="")
 

@@ -119,6 +119,20 @@ class Config:
         return self.data["schemes"][name]
 
 
+def record(cfg, stage):
+    """reports/settings/<stage>.json: every setting this stage ran with (config files, --set and
+    flags applied), written when it finishes, so a release states what the run used rather than
+    what the config says when the release is made."""
+    import json
+
+    from . import files
+
+    folder = cfg.path("reports_dir") / "settings"
+    folder.mkdir(parents=True, exist_ok=True)
+    files.write_text(folder / f"{stage}.json",
+                     json.dumps({"stage": stage, "settings": cfg.data}, indent=1) + "\n")
+
+
 def default_artifact(key):
     """An artifact's default location relative to --workdir, for help texts."""
     return f"{default('paths.model_dir')}/{default('artifacts.' + key)}"

@@ -6,7 +6,8 @@
 What is copied (the pipeline's own file names, so stage 4 and the device take them as they are):
 ecg_model_float.onnx, ecg_model_quantized.onnx (TensorRT-8 Q/DQ form), cwt_operator.npz and
 ecg_model_compact.pth (weights only). Written beside them:
-  release.json                the run's figures (stages 2-7 report files), settings, git commit, sizes
+  release.json                the run's figures (stages 2-7 report files), the settings each stage
+                              recorded (reports/settings/), git commit, sizes
   reference_predictions.csv   the device's labels and confidences (jetson/infer_trt.py, ONNX Runtime)
                               with the float and the Q/DQ model on the first [release] seconds of
                               each [release] record: tests/test_shipped_models.py recomputes them,
@@ -34,7 +35,9 @@ SHIPPED = ("float_onnx", "quantized_onnx", "cwt_operator", "pruned_model")   # [
 REPORTS = {"split": "split_summary.json", "train": "train_summary.json", "test_float": "test_result.json",
            "test_pruned": "test_result_pruned.json", "test_qat": "test_result_qat.json",
            "prune": "prune_summary.json", "onnx": "onnx_summary.json"}
-SETTINGS = ("preprocess", "split", "model", "train", "prune", "qat")
+# release.json's settings: each section as the stage that used it recorded it (config.record)
+SETTINGS = {"preprocess": "preprocess", "split": "split", "model": "train", "train": "train", "prune": "prune",
+            "qat": "qat"}
 PREDICTIONS = "reference_predictions.csv"
 VARIANTS = (("float", "ecg_model_float.onnx"), ("qdq", "ecg_model_quantized.onnx"))
 
@@ -150,6 +153,25 @@ def read_reports(rep):
     return results
 
 
+def used_settings(cfg, rep):
+    """(settings, where each section came from): the section as its stage recorded it in
+    reports/settings/<stage>.json, else, for a run made before stages recorded their settings,
+    the config given to the release (then --set the run's overrides here too)."""
+    recorded, settings, source = {}, {}, {}
+    for section, stage in SETTINGS.items():
+        path = rep / "settings" / f"{stage}.json"
+        if stage not in recorded and path.is_file():
+            try:
+                recorded[stage] = json.loads(path.read_text())["settings"]
+            except (ValueError, KeyError) as e:
+                raise UserError(f"{path}: not a readable settings record ({e}); re-run its stage") from None
+        if section in recorded.get(stage, {}):
+            settings[section], source[section] = recorded[stage][section], f"reports/settings/{stage}.json"
+        else:
+            settings[section], source[section] = cfg[section], "the config given to the release (the stage recorded none)"
+    return settings, source
+
+
 def check_destination(dest):
     """A release may replace only an earlier release (a folder with SHA256SUMS and release.json)."""
     if dest.exists() and not ((dest / "SHA256SUMS").is_file() and (dest / "release.json").is_file()):
@@ -166,6 +188,7 @@ def release(cfg, name, out_root, record_names, seconds):
                         "at least one record and a positive duration")
     files = collect(cfg)
     results = read_reports(cfg.path("reports_dir"))
+    settings, settings_from = used_settings(cfg, cfg.path("reports_dir"))
     mitdb = records.data_dir(cfg)
     for r in record_names:
         if not (mitdb / f"{r}.hea").is_file():
@@ -184,7 +207,7 @@ def release(cfg, name, out_root, record_names, seconds):
         rows = device_predictions(tmp, [mitdb / r for r in record_names], seconds)
         (tmp / PREDICTIONS).write_text(predictions_csv(rows))
         meta = {"name": name, "made_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "git_commit": git_commit(), "settings": {s: cfg[s] for s in SETTINGS},
+                "git_commit": git_commit(), "settings": settings, "settings_from": settings_from,
                 "reference_predictions": {"records": list(record_names), "seconds": seconds,
                                           "beats": len(rows) // len(VARIANTS)},
                 "results": results,

@@ -166,3 +166,25 @@ def test_path_flags_are_relative_to_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert parse(["--workdir", "/elsewhere", "--out", "s"], out_flag).path("scalogram_dir") == tmp_path / "s"
     assert parse(["--workdir", "/elsewhere"], out_flag).path("scalogram_dir") == Path("/elsewhere/data/scalogram")
+
+
+def test_release_states_the_settings_a_stage_recorded_not_the_config_of_the_day(tmp_path):
+    """A run made with --set qat.epochs=3 releases as qat.epochs 3 even when the release itself is
+    called without that override; a stage that recorded nothing falls back to the release's config
+    and says so."""
+    from ecg import release
+
+    p = config.parser("t")
+    run = config.load(p.parse_args(["--workdir", str(tmp_path), "--set", "qat.epochs=3", "--set", "train.epochs=7"]))
+    config.record(run, "qat")
+    later = config.load(p.parse_args(["--workdir", str(tmp_path)]))
+    settings, source = release.used_settings(later, later.path("reports_dir"))
+    assert settings["qat"]["epochs"] == 3 and source["qat"] == "reports/settings/qat.json"
+    assert settings["train"]["epochs"] == config.default("train.epochs")   # stage 3 recorded nothing
+    assert "recorded none" in source["train"]
+    config.record(run, "train")
+    settings, source = release.used_settings(later, later.path("reports_dir"))
+    assert settings["train"]["epochs"] == 7 and settings["model"] == run["model"]
+    (later.path("reports_dir") / "settings" / "prune.json").write_text("{broken")
+    with pytest.raises(UserError, match="prune.json: not a readable settings record"):
+        release.used_settings(later, later.path("reports_dir"))

@@ -84,6 +84,8 @@ def test_pruning_script_on_real_subset(pruned):
         assert (trained / "reports" / f).is_file(), f
     pruned, meta = model.load(trained / "model_save" / "ecg_model_compact.pth")
     assert sum(p.numel() for p in pruned.parameters()) == s["after"]["params"]
+    used = json.loads((trained / "reports" / "settings" / "prune.json").read_text())["settings"]
+    assert used["prune"]["epochs"] == 2 and used["prune"]["batch_size"] == 16   # the fixture's flags, recorded
 
 
 @pytest.mark.parametrize("case", ["ratio", "missing", "foreign"])
