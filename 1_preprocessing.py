@@ -42,7 +42,6 @@ def main():
                        workers=pp["workers"], force=args.force, batch=pp["batch"],
                        png_level=pp["png_compression"])
     dt = time.perf_counter() - t0
-    config.record(cfg, "preprocess")
     print(f"{n} scalograms from {len(rec_list)} records in {dt:.1f} s -> {out}")
 
 

@@ -91,7 +91,9 @@ def main():
     # the unpruned model's figures: stage 4's report when it was made for this model file and test
     # split (predicting DS2 again takes 10+ minutes on a CPU), else predicted here
     m_before = evaluation.reported_scores(reports / "test_result.json", evaluation.provenance(src, test_dir),
-                                          len(test_data)) or pruning.test_scores(source, test_data)
+                                          len(test_data))
+    m_before = ({**m_before, "scores_from": "reports/test_result.json (stage 4)"} if m_before else
+                {**pruning.test_scores(source, test_data), "scores_from": "predicted by stage 5 (CPU)"})
     m_after, _ = evaluation.evaluate_and_report(net, classes, test_data, reports, "test_result_pruned", device,
                                                 evaluation.provenance(dest, test_dir))
     summary = {"ratio": pc["ratio"], "round_to": pc["round_to"], "importance": "L1 magnitude (p=1)",

@@ -93,7 +93,8 @@ def main():
                                                    torch.device("cpu"), {"model": "AIMET W8A8 simulation (QAT)"})
     files.save_with(reports / "stage6_test_logits.npz", lambda tmp: np.savez(
         tmp, float=float_logits.numpy(), qat=qat_logits.numpy(), targets=test_data.targets.numpy(),
-        paths=np.array([str(p) for p in test_data.paths])), suffix=".npz")
+        paths=np.array([str(p) for p in test_data.paths]), split_id=np.array(split.split_id(test_dir) or "")),
+        suffix=".npz")
     onnx_export.export_qdq(sim, cfg.artifact("quantized_onnx"), classes, inputs, rr=rr_meta)
     onnx_export.export_qdq(sim, cfg.artifact("quantized_onnx_int8_weights"), classes, inputs, int8_weights=True,
                            rr=rr_meta)

@@ -47,6 +47,10 @@ def main():
     data = dataset.ScalogramDataset(test_dir, rr_features=rr and rr["names"])
     if [str(p) for p in data.paths] != [str(p) for p in ref["paths"]]:
         raise UserError(f"{test_dir}: not the test set stage 6 evaluated; re-run 6_AIMET_quantization.py")
+    # the same file names can hold other beats after stages 1-2 are re-run: the split id tells
+    if "split_id" in ref.files and str(ref["split_id"]) != (split.split_id(test_dir) or ""):   # older files: no id
+        raise UserError(f"{test_dir}: made by another run of stage 2 than the one stage 6 evaluated; "
+                        "re-run 6_AIMET_quantization.py")
     scalogram.write_device_operator(cfg.artifact("cwt_operator"), preprocess.made_with(cfg), data.classes,
                                     source=cfg.path("scalogram_dir"))
 

@@ -35,9 +35,9 @@ SHIPPED = ("float_onnx", "quantized_onnx", "cwt_operator", "pruned_model")   # [
 REPORTS = {"split": "split_summary.json", "train": "train_summary.json", "test_float": "test_result.json",
            "test_pruned": "test_result_pruned.json", "test_qat": "test_result_qat.json",
            "prune": "prune_summary.json", "onnx": "onnx_summary.json"}
-# release.json's settings: each section as the stage that used it recorded it (config.record)
-SETTINGS = {"preprocess": "preprocess", "split": "split", "model": "train", "train": "train", "prune": "prune",
-            "qat": "qat"}
+# release.json's settings: each section as the stage that used it recorded it (config.record);
+# stage 1's are the scalogram folder's own stamp (preprocess.made_with)
+SETTINGS = {"split": "split", "model": "train", "train": "train", "prune": "prune", "qat": "qat"}
 PREDICTIONS = "reference_predictions.csv"
 VARIANTS = (("float", "ecg_model_float.onnx"), ("qdq", "ecg_model_quantized.onnx"))
 
@@ -157,13 +157,21 @@ def used_settings(cfg, rep):
     """(settings, where each section came from): the section as its stage recorded it in
     reports/settings/<stage>.json, else, for a run made before stages recorded their settings,
     the config given to the release (then --set the run's overrides here too)."""
-    recorded, settings, source = {}, {}, {}
+    from . import preprocess
+
+    stamped = preprocess.stored_settings(cfg.path("scalogram_dir"))
+    settings = {"preprocess": preprocess.made_with(cfg)}
+    source = {"preprocess": "the scalogram folder's stamp (stage 1)" if stamped else
+              "the config given to the release (no scalogram folder stamp)"}
+    recorded = {}
     for section, stage in SETTINGS.items():
         path = rep / "settings" / f"{stage}.json"
         if stage not in recorded and path.is_file():
             try:
                 recorded[stage] = json.loads(path.read_text())["settings"]
-            except (ValueError, KeyError) as e:
+                if not isinstance(recorded[stage], dict):
+                    raise ValueError("settings is not a table")
+            except (OSError, ValueError, KeyError, TypeError) as e:
                 raise UserError(f"{path}: not a readable settings record ({e}); re-run its stage") from None
         if section in recorded.get(stage, {}):
             settings[section], source[section] = recorded[stage][section], f"reports/settings/{stage}.json"

@@ -109,6 +109,7 @@ def trained(subset):
 
 @pytest.fixture(scope="session")
 def pruned(trained):
+    run_script("4_testing.py", "--workdir", trained, "--errors-per-pair", "0")   # stage 5 takes its unpruned figures
     run_script("5_magnitude_channel_pruning.py", "--workdir", trained, "--epochs", "2", "--batch-size", "16")
     return trained
 

@@ -84,6 +84,9 @@ def test_pruning_script_on_real_subset(pruned):
         assert (trained / "reports" / f).is_file(), f
     pruned, meta = model.load(trained / "model_save" / "ecg_model_compact.pth")
     assert sum(p.numel() for p in pruned.parameters()) == s["after"]["params"]
+    stage4 = json.loads((trained / "reports" / "test_result.json").read_text())
+    assert s["before"]["scores_from"].endswith("(stage 4)")      # same model file and split: not predicted again
+    assert (s["before"]["accuracy"], s["before"]["macro_f1"]) == (stage4["accuracy"], stage4["macro_f1"])
     used = json.loads((trained / "reports" / "settings" / "prune.json").read_text())["settings"]
     assert used["prune"]["epochs"] == 2 and used["prune"]["batch_size"] == 16   # the fixture's flags, recorded
 

@@ -109,6 +109,21 @@ def test_stage7_refuses_int8_weight_initializers(quantized):
     assert "(DequantizeLinear): int8-weights" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_stage7_refuses_a_test_split_stage6_did_not_evaluate(quantized):
+    """Stages 1-2 re-run after stage 6 can leave the same file names with other beats: the split id
+    stage 6 stored with its logits must match, or stage 7 compares against the wrong references."""
+    from ecg import split
+
+    stamp = quantized / "data" / "test_images" / split.STAMP
+    before = stamp.read_text()
+    try:
+        stamp.write_text("another-run\n")
+        proc = run_script("7_AIMET_onnx.py", "--workdir", quantized, "--no-timing", check=False)
+    finally:
+        stamp.write_text(before)
+    assert proc.returncode == 2 and "made by another run of stage 2 than the one stage 6 evaluated" in proc.stderr
+
+
 @pytest.mark.parametrize("case", ["missing", "corrupt", "foreign"])
 def test_stage7_bad_onnx(tmp_path, case):
     path = tmp_path / "m.onnx"
