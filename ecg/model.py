@@ -26,9 +26,9 @@ class RRFusionNet(nn.Module):
     classifier.*), so pruning and quantization treat it as they treat the image-only model.
     """
 
-    def __init__(self, num_classes, n_rr, rr_mean=None, rr_std=None):
+    def __init__(self, num_classes, n_rr, rr_mean=None, rr_std=None, arch="efficientnet_b0"):
         super().__init__()
-        base = build_model(num_classes)
+        base = build_model(num_classes, arch)
         self.features, self.avgpool = base.features, base.avgpool
         self.register_buffer("rr_mean", torch.zeros(n_rr) if rr_mean is None else torch.as_tensor(rr_mean).float())
         self.register_buffer("rr_std", torch.ones(n_rr) if rr_std is None else torch.as_tensor(rr_std).float())
@@ -42,12 +42,41 @@ class RRFusionNet(nn.Module):
         return self.classifier(torch.cat([x, r], 1))
 
 
+ARCHS = ("efficientnet_b0", "small_cnn")
+SMALL_CNN_WIDTHS = (16, 32, 64, 128)
+
+
+class SmallCNN(nn.Module):
+    """Four stride-2 3x3 Conv-BatchNorm-ReLU blocks (100 -> 7 pixels), global average pooling and
+    a linear classifier: a network this CPU can cross-validate with (model.arch = "small_cnn";
+    Wang 2021 used three convolutions on the same scalograms). Module names follow torchvision's
+    EfficientNet (features, avgpool, classifier), so the RR fusion, pruning, AIMET's CLE / BN
+    folding and the exports take it as they take EfficientNet-B0."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        blocks, c_in = [], 1
+        for c in SMALL_CNN_WIDTHS:
+            blocks.append(nn.Sequential(nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c),
+                                        nn.ReLU(inplace=True)))
+            c_in = c
+        self.features = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(p=0.2, inplace=True), nn.Linear(c_in, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
 def build_model(num_classes, arch="efficientnet_b0", rr_features=None):
-    """The thesis' one-channel EfficientNet-B0, or with `rr_features` (names) the RR fusion."""
-    if arch != "efficientnet_b0":
-        raise UserError(f"unknown architecture '{arch}'")
+    """The thesis' one-channel EfficientNet-B0 (or model.arch = "small_cnn"), or with
+    `rr_features` (names) the fusion with the per-beat features."""
+    if arch not in ARCHS:
+        raise UserError(f"unknown architecture '{arch}' (expected one of {', '.join(ARCHS)})")
     if rr_features:
-        return RRFusionNet(num_classes, len(rr_features))
+        return RRFusionNet(num_classes, len(rr_features), arch=arch)
+    if arch == "small_cnn":
+        return SmallCNN(num_classes)
     model = efficientnet_b0(weights=None)
     model.features[0][0] = nn.Conv2d(1, 32, kernel_size=3, stride=2, padding=1, bias=False)
     model.classifier[1] = nn.Linear(model.classifier[1].in_features, num_classes)
@@ -61,10 +90,16 @@ def rr_statistics(rr):
 
 
 def rr_feature_names(cfg):
-    """The RR features a model built from `cfg` takes (config model.rr_features), or None."""
+    """The per-beat features a model built from `cfg` takes, in input order (config
+    model.rr_features, then model.morph_features), or None."""
+    from jetson.morphology import FEATURES as MORPH
     from jetson.rr_features import FEATURES
 
-    return list(FEATURES) if cfg["model"]["rr_features"] else None
+    m = cfg["model"]
+    if m.get("morph_features") and not m["rr_features"]:
+        raise UserError("model.morph_features needs model.rr_features: the morphology features follow the RR "
+                        "features in the model's one feature input")
+    return (list(FEATURES) + (list(MORPH) if m.get("morph_features") else [])) if m["rr_features"] else None
 
 
 def example_inputs(meta, batch=1):

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from jetson import rr_features as rr  # the device's own implementation: one definition of the features
+from jetson import morphology  # the device's own implementations: one definition of each feature
+from jetson import rr_features as rr
 
 from . import beats as B
 from . import files, records, scalogram
@@ -25,6 +26,7 @@ from .errors import UserError
 
 MANIFEST_FIELDS = ["path", "record", "sample", "symbol", "class", "index"]
 RR_FIELDS = list(rr.FEATURES)
+MORPH_FIELDS = list(morphology.FEATURES)
 PARTS = ".parts"
 
 
@@ -36,21 +38,35 @@ def settings_of(cfg, resample=False):
     scheme = cfg.scheme
     out = {**{k: p[k] for k in keys}, "scheme": p["scheme"], "classes": scheme["classes"],
            "invalid_symbols": scheme["invalid_symbols"], "resample": bool(resample)}
-    if p.get("rr_features"):  # only when on, so folders made without it keep their stamp
-        out["rr_features"] = True
+    for key in ("rr_features", "morph_features"):  # only when on, so folders made without them keep their stamp
+        if p.get(key):
+            out[key] = True
     return out
 
 
-def beat_rr_features(filtered, samples, symbols, fs, halfwidth):
-    """{aligned R peak: RR features} over every beat annotation of a record (not only the beats
-    of the classes kept): the RR series is the patient's rhythm, whatever the beats are called.
-    The peaks are aligned as the kept beats are, so the same peak finds its features."""
+def beat_features(filtered, samples, symbols, fs, halfwidth, rr_on=True, before=None, after=None):
+    """({aligned R peak: features}, names) over every beat annotation of a record (not only the
+    beats of the classes kept): the RR series and the running template are the patient's,
+    whatever the beats are called. The peaks are aligned as the kept beats are, so the same peak
+    finds its features. RR features when `rr_on`; morphology features against the running
+    template when `before`/`after` (the beat window) are given, from every beat with a full
+    window, as the device computes them (jetson/streaming.py)."""
     beat_samples, _ = rr.beat_peaks(samples, symbols)
     peaks = B.align_peaks(filtered, beat_samples, halfwidth)
     if len(peaks) < 2:
-        return {}
+        return {}, []
     peaks = np.unique(peaks)  # two annotations that align to one peak are one beat
-    return dict(zip(peaks.tolist(), rr.rr_features(peaks, fs)))
+    columns, names = [], []
+    if rr_on:
+        columns.append(rr.rr_features(peaks, fs))
+        names += RR_FIELDS
+    if before is not None:
+        full = (peaks - before >= 0) & (peaks + after < len(filtered))
+        morph = np.full((len(peaks), len(MORPH_FIELDS)), np.nan)
+        morph[full] = morphology.morphology_features(B.cut(filtered, peaks[full], before, after), before, fs)
+        columns.append(morph)
+        names += MORPH_FIELDS
+    return dict(zip(peaks.tolist(), np.concatenate(columns, axis=1))), names
 
 
 @functools.lru_cache(maxsize=2)
@@ -64,8 +80,11 @@ def process_record(rec, folder, out, settings, batch=256, png_level=0):
     fs = s["fs"]
     x, samples, symbols = records.read_record(folder, rec, s["lead"], fs, s["resample"])
     filtered = B.remove_baseline(x, fs, s["baseline_windows_s"])
-    features = (beat_rr_features(filtered, samples, symbols, fs, int(s["align_halfwidth_s"] * fs))
-                if s.get("rr_features") else None)
+    features = names = None
+    if s.get("rr_features") or s.get("morph_features"):
+        features, names = beat_features(filtered, samples, symbols, fs, int(s["align_halfwidth_s"] * fs),
+                                        bool(s.get("rr_features")),
+                                        *((s["before"], s["after"]) if s.get("morph_features") else ()))
     samples, symbols = B.drop_invalid(samples, symbols, s["invalid_symbols"])
     peaks = B.align_peaks(filtered, samples, int(s["align_halfwidth_s"] * fs))
     if len(peaks) == 0:
@@ -91,7 +110,7 @@ def process_record(rec, folder, out, settings, batch=256, png_level=0):
             files.write_bytes(f"{out_str}/{rel}", scalogram.encode_png(image, png_level))
             row = {"path": rel, "record": rec, "sample": r, "symbol": sym, "class": cls, "index": i}
             if features is not None:
-                row.update(zip(RR_FIELDS, features[r].tolist()))
+                row.update(zip(names, features[r].tolist()))
             rows.append(row)
     return rows
 
@@ -110,7 +129,8 @@ def _job(args):
 
 def _csv(rows):
     buf = io.StringIO()
-    fields = MANIFEST_FIELDS + (RR_FIELDS if rows and RR_FIELDS[0] in rows[0] else [])
+    fields = (MANIFEST_FIELDS + (RR_FIELDS if rows and RR_FIELDS[0] in rows[0] else [])
+              + (MORPH_FIELDS if rows and MORPH_FIELDS[0] in rows[0] else []))
     w = csv.DictWriter(buf, fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)

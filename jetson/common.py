@@ -109,15 +109,29 @@ def onnx_rr_features(path):
     return rr["names"] if rr else None
 
 
-def check_rr_features(names, width, path):
-    """A model's RR input must take the features this device computes (rr_features.FEATURES), in
-    that order: otherwise its input would be fed the wrong numbers."""
+def feature_sets():
+    """The per-beat feature vectors this device computes, each a list of names in input order:
+    the RR features alone, or followed by the patient-relative morphology features."""
+    import morphology
     from rr_features import FEATURES
 
-    if (names is not None and list(names) != list(FEATURES)) or width not in (None, len(FEATURES)):
-        raise DeviceError("{}: the model takes RR features {} ({} values), this device computes {} ({}): "
+    return [list(FEATURES), list(FEATURES) + list(morphology.FEATURES)]
+
+
+def check_rr_features(names, width, path):
+    """A model's feature input ('rr') must take one of the vectors this device computes
+    (feature_sets()), in that order: otherwise its input would be fed the wrong numbers.
+    Returns the names the device must compute for it."""
+    sets = feature_sets()
+    if names is not None:
+        match = [s for s in sets if s == list(names) and width in (None, len(s))]
+    else:
+        match = [s for s in sets if len(s) == width] if width is not None else sets[:1]
+    if not match:
+        raise DeviceError("{}: the model takes features {} ({} values), this device computes {}: "
                           "export the model with this version of the pipeline".format(
-                              path, names, width, list(FEATURES), len(FEATURES)))
+                              path, names, width, " or ".join("{} ({})".format(s, len(s)) for s in sets)))
+    return match[0]
 
 
 def engine_meta_path(engine_path):

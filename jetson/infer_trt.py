@@ -25,18 +25,18 @@ from common import (DeviceError, check_engine_meta, check_rr_features, engine_me
                     onnx_classes, onnx_rr_features, read_json, trt_major, write_json_atomic)
 
 
-RR_INPUT = "rr"   # the second input of models with RR-interval features: (N, 7) float32
-RR_WIDTH = 7
+RR_INPUT = "rr"   # the second input of models with per-beat features (RR, morphology): (N, width) float32
 
 
-def rr_or_error(rr, wanted):
-    if wanted and rr is None:
-        raise DeviceError("the model takes RR-interval features (input '{}'), which a folder of images does not "
-                          "have: classify a record or CSV instead".format(RR_INPUT))
-    if wanted and (np.ndim(rr) != 2 or np.shape(rr)[1] != RR_WIDTH):
-        raise DeviceError("RR features of shape {}: the model's input '{}' takes (beats, {})".format(
-            np.shape(rr), RR_INPUT, RR_WIDTH))
-    return np.ascontiguousarray(rr, dtype=np.float32) if wanted else None
+def rr_or_error(rr, features):
+    """The feature input as the model takes it; `features` = the names the model takes (None: none)."""
+    if features and rr is None:
+        raise DeviceError("the model takes per-beat RR/morphology features (input '{}'), which a folder of images "
+                          "does not have: classify a record or CSV instead".format(RR_INPUT))
+    if features and (np.ndim(rr) != 2 or np.shape(rr)[1] != len(features)):
+        raise DeviceError("features of shape {}: the model's input '{}' takes (beats, {})".format(
+            np.shape(rr), RR_INPUT, len(features)))
+    return np.ascontiguousarray(rr, dtype=np.float32) if features else None
 
 
 class OrtRunner:
@@ -55,15 +55,17 @@ class OrtRunner:
         image = [i for i in inputs if i.name != RR_INPUT][0]
         self.input, self.shape = image.name, tuple(image.shape[1:])
         self.takes_rr = any(i.name == RR_INPUT for i in inputs)
+        self.features = None   # the per-beat feature names the model takes, in order
         if self.takes_rr:
             width = [i.shape[1] for i in inputs if i.name == RR_INPUT][0]
-            check_rr_features(onnx_rr_features(path), width if isinstance(width, int) else None, path)
+            self.features = check_rr_features(onnx_rr_features(path), width if isinstance(width, int) else None,
+                                              path)
         self.classes = onnx_classes(path)
 
     def __call__(self, x, rr=None):
         feed = {self.input: x}
         if self.takes_rr:
-            feed[RR_INPUT] = rr_or_error(rr, True)
+            feed[RR_INPUT] = rr_or_error(rr, self.features)
         return self.sess.run(None, feed)[0]
 
 
@@ -102,8 +104,7 @@ class TrtRunner:
         self.in_name = [n for n in inputs if n != RR_INPUT][0]
         self.out_name = [n for n in names if n not in inputs][0]
         self.takes_rr = RR_INPUT in inputs
-        if self.takes_rr:
-            check_rr_features(meta.get("rr_features"), None, path)
+        self.features = check_rr_features(meta.get("rr_features"), None, path) if self.takes_rr else None
         self.shape = tuple(meta["input"])
         self.classes = meta.get("classes")
         self.capacity, self.max_batch = 0, meta["max_batch"]
@@ -113,11 +114,11 @@ class TrtRunner:
             self.dev = {self.in_name: self.cuda.mem_alloc(batch * int(np.prod(self.shape)) * 4),
                         self.out_name: self.cuda.mem_alloc(batch * n_out * 4)}
             if self.takes_rr:
-                self.dev[RR_INPUT] = self.cuda.mem_alloc(batch * RR_WIDTH * 4)
+                self.dev[RR_INPUT] = self.cuda.mem_alloc(batch * len(self.features) * 4)
             self.capacity = batch
 
     def __call__(self, x, rr=None):
-        rr = rr_or_error(rr, self.takes_rr)
+        rr = rr_or_error(rr, self.features)
         outs = [self._run(np.ascontiguousarray(x[i:i + self.max_batch], dtype=np.float32),
                           None if rr is None else rr[i:i + self.max_batch])
                 for i in range(0, len(x), self.max_batch)]
@@ -210,7 +211,7 @@ def timing(run, x, batch, repeats):
 
 
 def classify_folder(run, classes, root, batch, repeats):
-    rr_or_error(None, run.takes_rr)
+    rr_or_error(None, run.features)
     u8, folder_labels = load_folder(root, run.shape)
     classes = classes or sorted(set(folder_labels), key=class_key)
     unknown = sorted(set(folder_labels) - set(classes), key=class_key)
@@ -307,7 +308,10 @@ def label_signal(run, op, sig, chunks, args, out_csv, score, log=None):
         keep = ~np.isin(symbols, [str(s) for s in op["invalid_symbols"]])
     norm = args.normalise or ("running" if args.stream else "record")
     classify = softmax_classifier(run, args.batch)
-    engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, norm, given, keep)
+    import morphology
+    features = getattr(run, "features", None) or []
+    engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, norm, given, keep,
+                                  morphology=morphology.FEATURES[0] in features)
     matcher = scoring.Matcher(sig.ann_samples, sig.ann_symbols, sig.fs) if has_ann else None
     confusion = scoring.Confusion(classes) if has_ann else None
     writer = BeatWriter(out_csv, classes, sig.fs, has_ann, echo=args.stream)

@@ -15,7 +15,9 @@ Steps, all at the model's rate (the operator file's fs, 360 Hz):
   amplitude normalisation: "record" (stage 1: the mean R height of the whole record) or
       "running" (the mean R height of the beats of the last 300 s up to this one: causal)
   200-sample windows (90 before R, 110 after), RR features (rr_features.py; one beat of
-      look-ahead, so a beat is classified when the next beat is found), CWT images, the model.
+      look-ahead, so a beat is classified when the next beat is found), for models that take them
+      the morphology features against the running template (morphology.py; causal), CWT images,
+      the model.
 A beat is classified once its window is complete and the next beat is known (or the signal has
 ended); all sample numbers given out are the input's own.
 """
@@ -27,6 +29,7 @@ from scipy.signal import firwin, upfirdn
 
 import qrs
 from common import DeviceError
+from morphology import MorphologyTracker
 from rr_features import LOCAL_BEATS, PATIENT_WINDOW_S, rr_features
 
 NORMALISATIONS = ("record", "running")
@@ -94,12 +97,14 @@ def median_length(seconds, fs):
 class BeatEngine(object):
     """Resampling, baseline, R peaks, windows, RR features and classification of one lead.
 
-    classify(images_u8, rr) -> (labels, confidences) is called with the beats that are ready;
-    given_peaks (model-rate sample numbers, sorted) replaces the detector (--beats annotations),
-    with `keep` saying which of them are classified (the others only count for RR).
+    classify(images_u8, features) -> (labels, confidences) is called with the beats that are ready;
+    `features` are the RR features (n, 7), followed by the morphology features (n, 7) when
+    `morphology` is true. given_peaks (model-rate sample numbers, sorted) replaces the detector
+    (--beats annotations), with `keep` saying which of them are classified (the others only count
+    for RR and the template).
     """
 
-    def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None):
+    def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None, morphology=False):
         import scalograms
 
         if normalisation not in NORMALISATIONS:
@@ -123,6 +128,8 @@ class BeatEngine(object):
         self.first = 0                                            # beat number of peaks[0]
         self.next_beat = 0                                        # next beat to classify
         self.final = False
+        # every beat with a full window enters the running template, in time order (stage 1 alike)
+        self.morph = MorphologyTracker(self.before, self.fs) if morphology else None
 
     # -- signal buffers -------------------------------------------------------------------
     def _append(self, y):
@@ -224,6 +231,7 @@ class BeatEngine(object):
                  if self.flags[i] is not None]
         usable = np.asarray([self.flags[i] is True for i in rel]) & (peaks - self.before >= 0) & (
             peaks + self.after < self.n)
+        morph = self._morphology(rel, peaks) if self.morph is not None else None
         rel = [i for i, u in zip(rel, usable) if u]
         if not rel or self.classify is None:   # classify=None: detection only (bench_detection.py)
             return found
@@ -233,9 +241,22 @@ class BeatEngine(object):
             raise DeviceError("the mean R height is {:g}: the signal has no usable beats".format(float(norm[0])))
         idx = (peaks - self.y0)[:, None] + np.arange(-self.before, self.after)[None, :]
         windows = self.filt[idx] / norm[:, None]
-        labels, conf = self.classify(self.images(windows, self.op), self._rr(rel))
+        feats = self._rr(rel)
+        if morph is not None:
+            feats = np.concatenate([feats, np.asarray([morph[i] for i in rel])], axis=1)
+        labels, conf = self.classify(self.images(windows, self.op), feats)
         done = {self.first + i: (int(k), float(c)) for i, k, c in zip(rel, labels, conf)}
         return [b[:3] + done.get(b[0], (None, None)) for b in found]
+
+    def _morphology(self, rel, peaks):
+        """{beat: morphology features} for the beats `rel` (model-rate `peaks`) that have a full
+        window; each enters the running template whether it is classified or not."""
+        full = [(i, p) for i, p in zip(rel, peaks)
+                if self.flags[i] is not None and p - self.before >= 0 and p + self.after < self.n]
+        if not full:
+            return {}
+        idx = (np.asarray([p for _, p in full]) - self.y0)[:, None] + np.arange(-self.before, self.after)[None, :]
+        return dict(zip([i for i, _ in full], self.morph.push(self.filt[idx])))
 
     def to_input(self, p):
         """A model-rate sample number in the input's own sample numbers."""

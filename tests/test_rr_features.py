@@ -56,14 +56,14 @@ def _record(mitdb, rec="208"):
 
 def test_a_beat_does_not_see_beyond_its_next_beat(mitdb):
     filtered, samples, symbols = _record(mitdb)
-    full = preprocess.beat_rr_features(filtered, samples, symbols, 360, 18)
+    full = preprocess.beat_features(filtered, samples, symbols, 360, 18)[0]
     peaks = sorted(full)
     i = 1000
     cut = peaks[i + 1] + 300  # beyond the next beat's alignment window and the baseline filters
     altered = filtered.copy()
     altered[cut:] = np.random.default_rng(0).normal(0, 5, len(altered) - cut)  # later samples: noise
     keep = samples < cut
-    later = preprocess.beat_rr_features(altered, samples[keep], symbols[keep], 360, 18)
+    later = preprocess.beat_features(altered, samples[keep], symbols[keep], 360, 18)[0]
     for p in peaks[:i + 1]:
         assert np.array_equal(full[p], later[p])
     last = max(later)  # control: the last beat kept lost its next beat, so its features changed
