@@ -87,6 +87,23 @@ def split_by_record(items, random_state=4, test_records=None, train_records=None
     return [where[rec] for _, _, rec in items]
 
 
+def record_folds(records, classes, k, random_state=4, restarts=100):
+    """{record: fold} for k-fold cross-validation grouped by record: every record in one fold,
+    each class's beats shared as evenly over the folds as whole records allow (the same search
+    as split_by_record), every class held by at least k records present in every fold.
+    `records`, `classes`: one entry per beat."""
+    recs = sorted(set(records))
+    if len(recs) < k:
+        raise UserError(f"{k} folds need at least {k} records, got {len(recs)}")
+    names = sorted(set(classes))
+    row, col = {r: i for i, r in enumerate(recs)}, {c: j for j, c in enumerate(names)}
+    counts = np.zeros((len(recs), len(names)))
+    for r, c in zip(records, classes):
+        counts[row[r], col[c]] += 1
+    best = _search_records(counts, np.full(k, 1.0 / k), np.random.RandomState(random_state), restarts)
+    return {r: int(f) for r, f in zip(recs, best)}
+
+
 def _search_records(counts, target, rng, restarts):
     """Split index per record (rows of `counts`, records x classes) minimising the squared
     distance of each class's split shares from `target`."""

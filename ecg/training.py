@@ -166,11 +166,13 @@ def recalibrate_batchnorm(model, data, device, n_batches, batch_size, generator)
     model.train(was_training)
 
 
-def evaluate(model, criterion, data, device, batch_size=256, desc="val"):
-    """(loss, accuracy, macro F1) on `data`."""
+def evaluate(model, criterion, data, device, batch_size=256, desc="val", keep=None):
+    """(loss, accuracy, macro F1) on `data`; `keep` (a list) also gets the logits."""
     from sklearn.metrics import f1_score
 
     logits = predict(model, data, device, batch_size, desc)  # on the CPU
+    if keep is not None:
+        keep.append(logits)
     weight = None if criterion.weight is None else criterion.weight.cpu()
     loss = nn.functional.cross_entropy(logits, data.targets, weight=weight).item()
     pred = logits.argmax(1)
@@ -184,8 +186,10 @@ SELECT = ("val_acc", "val_macro_f1")
 
 
 def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, resume=False,
-        lr=None, epochs=None, step_size=None, gamma=None, desc="epoch"):
+        lr=None, epochs=None, step_size=None, gamma=None, desc="epoch", on_epoch=None):
     """Train with class-weighted cross-entropy, Adam and StepLR; checkpoint every epoch.
+    `on_epoch(epoch, val_logits)` is called after each epoch's validation (cross-validation keeps
+    every epoch's out-of-fold predictions this way), before the checkpoint is written.
 
     Every epoch's shuffle and dropout draw from seeds fixed by (seed, epoch), so a run resumed
     from its checkpoint continues exactly as the uninterrupted run would. Returns the history
@@ -256,7 +260,10 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
         if recal:
             recalibrate_batchnorm(model, train_data, device, recal, t["batch_size"],
                                   torch.Generator().manual_seed(t["seed"] + 2000 + epoch))
-        va_loss, va_acc, va_f1 = evaluate(model, criterion, val_data, device)
+        kept = []
+        va_loss, va_acc, va_f1 = evaluate(model, criterion, val_data, device, keep=kept)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, kept[0])
         scheduler.step()
         row = {"epoch": epoch + 1, "lr": epoch_lr,
                "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss, "val_acc": va_acc,
