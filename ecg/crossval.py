@@ -189,6 +189,8 @@ def main(argv=None):
     p.add_argument("--name", default=None, help="the run's name in the summary (default: --out's folder name)")
     p.add_argument("--features-only", action="store_true",
                    help="gradient boosting on the per-beat features alone (no network, no images)")
+    p.add_argument("--blank-images", action="store_true",
+                   help="ablation: the network's images are all zero, so only the per-beat features inform it")
     config.flag(p, "--epochs", "train.epochs", help="epochs per fold")
     args = p.parse_args(argv)
     cfg = config.load(args)
@@ -198,13 +200,16 @@ def main(argv=None):
     classes = [c["name"] for c in scheme["classes"]]
     ds1 = list(cfg["split"]["ds1"])
     names = model.rr_feature_names(cfg)
-    data, records = load_beats(cfg.path("scalogram_dir"), ds1, classes, names, images=not args.features_only)
+    data, records = load_beats(cfg.path("scalogram_dir"), ds1, classes, names,
+                               images=not (args.features_only or args.blank_images))
+    if args.blank_images:
+        data.images = torch.zeros(len(data), 100, 100, dtype=torch.uint8).expand(len(data), 100, 100)
     folds = split.record_folds(records, [classes[i] for i in data.targets.tolist()], args.folds,
                                cfg["split"]["random_state"])
     t0 = time.perf_counter()
     summary = {"name": args.name or out.name, "folds": args.folds, "beats": len(data), "classes": classes,
                "fold_of_record": folds, "features": names,
-               "settings": {k: cfg[k] for k in ("model", "train")}}
+               "settings": {k: cfg[k] for k in ("model", "train")}, "blank_images": args.blank_images}
     if args.features_only:
         summary["by_epoch"] = {0: run_features(data, records, folds, cfg["train"]["seed"])}
         summary["settings"] = {"model": "HistGradientBoostingClassifier(class_weight=balanced)", "features": names}

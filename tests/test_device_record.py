@@ -113,6 +113,11 @@ def band_model(path):
         [helper.make_tensor("w", TensorProto.FLOAT, [100, 4], w.ravel().tolist())])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.metadata_props.add(key="classes", value='["0", "1", "2", "3"]')
+    if names:
+        import json
+
+        m.metadata_props.add(key="rr_features", value=json.dumps({"names": list(names), "mean": [0.0] * width,
+                                                                  "std": [1.0] * width}))
     onnx.save(m, str(path))
     return path
 
@@ -188,8 +193,9 @@ def test_realtime_stream(model, mitdb, tmp_path):
     assert len(rows(out)) >= 20 and "wall clock p50" in run.stdout
 
 
-def rr_model(path):
-    """A stand-in model with inputs image (N,1,100,100) and rr (N,7): logits = rr[:, :4] + 0 * mean(image)."""
+def rr_model(path, width=7, start=0, names=None):
+    """A stand-in model with inputs image (N,1,100,100) and rr (N,width):
+    logits = rr[:, start:start+4] + 0 * mean(image); `names`: its rr_features metadata."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -201,14 +207,19 @@ def rr_model(path):
          helper.make_node("Add", ["r4", "m1"], ["logits"])],
         "rr_stub",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 100, 100]),
-         helper.make_tensor_value_info("rr", TensorProto.FLOAT, ["n", 7])],
+         helper.make_tensor_value_info("rr", TensorProto.FLOAT, ["n", width])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 4])],
         [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-         helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-         helper.make_tensor("ends", TensorProto.INT64, [1], [4]),
+         helper.make_tensor("starts", TensorProto.INT64, [1], [start]),
+         helper.make_tensor("ends", TensorProto.INT64, [1], [start + 4]),
          helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.metadata_props.add(key="classes", value='["0", "1", "2", "3"]')
+    if names:
+        import json
+
+        m.metadata_props.add(key="rr_features", value=json.dumps({"names": list(names), "mean": [0.0] * width,
+                                                                  "std": [1.0] * width}))
     onnx.save(m, str(path))
     return path
 
@@ -228,7 +239,31 @@ def test_model_with_rr_input_gets_the_rr_features(model, short_record, tmp_path)
     assert np.array_equal(np.array([int(r["predicted"]) for r in got])[inner], p.argmax(1)[inner])
     assert np.allclose(np.array([float(r["confidence"]) for r in got])[inner], p.max(1)[inner], atol=1e-3)
     folder = infer("--backend", "onnxruntime", "--onnx", tmp_path / "rr.onnx", "--images", tmp_path)
-    assert folder.returncode == 2 and "RR-interval features" in folder.stderr
+    assert folder.returncode == 2 and "RR/morphology features" in folder.stderr
+
+
+def test_a_model_with_morphology_features_gets_them_alike_in_a_stream(model, short_record, tmp_path):
+    """A model taking RR + morphology features (14): the device computes the running template's
+    features (here they decide the label), and --stream gives what batch gives, beat for beat."""
+    import morphology
+    import rr_features
+
+    names = list(rr_features.FEATURES) + list(morphology.FEATURES)
+    onnx_path = rr_model(tmp_path / "morph.onnx", width=14, start=7, names=names)
+    batch, stream = tmp_path / "batch.csv", tmp_path / "stream.csv"
+    common = ("--backend", "onnxruntime", "--onnx", onnx_path, "--operator", model / "cwt_operator.npz",
+              "--record", short_record)
+    run = infer(*common, "--normalise", "running", "--out", batch)
+    assert run.returncode == 0, run.stderr
+    run = infer(*common, "--stream", "--chunk-s", "0.1", "--out", stream)
+    assert run.returncode == 0, run.stderr
+    assert stream.read_text() == batch.read_text()
+    got = rows(batch)
+    labels = np.array([int(r["predicted"]) for r in got])
+    # logits = (qrs_width, qrs_width_rel, qrs_amp_rel, corr_qrs): the ratios and correlation are
+    # ~1 for most beats, the width in seconds ~0.03: a label 0 would mean the features were not fed
+    assert len(got) > 100 and (labels != 0).all()
+    assert len(set(labels.tolist())) > 1   # the features vary from beat to beat
 
 
 def test_a_folder_of_records_is_scored(model, mitdb, tmp_path):

@@ -14,6 +14,7 @@ import torch
 
 from conftest import MITDB, REPO, run_main, run_script
 from ecg import model, onnx_check, pruning
+from jetson import morphology
 from jetson import rr_features as rr
 
 FEATURES = list(rr.FEATURES)
@@ -97,7 +98,7 @@ def stage1_rr(mitdb, tmp_path_factory):
     work = tmp_path_factory.mktemp("rr")
     full = work / "full"
     run_script("1_preprocessing.py", "--data-dir", mitdb, "--records", "105", "109", "118", "119", "--out", full,
-               "--set", "preprocess.rr_features=true")
+               "--set", "preprocess.rr_features=true", "--set", "preprocess.morph_features=true")
     scal = work / "data" / "scalogram"
     kept = set()
     for cls_dir in sorted(p for p in full.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -230,17 +231,24 @@ def test_device_refuses_rr_of_the_wrong_width_or_features(tmp_path):
     import infer_trt
 
     with pytest.raises(common.DeviceError, match=r"shape \(2, 5\)"):
-        infer_trt.rr_or_error(np.zeros((2, 5)), True)
+        infer_trt.rr_or_error(np.zeros((2, 5)), FEATURES)
     with pytest.raises(common.DeviceError, match="this device computes"):
         common.check_rr_features(FEATURES[::-1], 7, "m.onnx")
     with pytest.raises(common.DeviceError, match="this device computes"):
         common.check_rr_features(None, 5, "m.onnx")
-    common.check_rr_features(FEATURES, 7, "m.onnx")
+    assert common.check_rr_features(FEATURES, 7, "m.onnx") == FEATURES
+    both = FEATURES + list(morphology.FEATURES)
+    assert common.check_rr_features(both, 14, "m.onnx") == both
+    assert common.check_rr_features(None, 14, "m.onnx") == both   # a file without names: by width
+    with pytest.raises(common.DeviceError, match="this device computes"):
+        common.check_rr_features(list(morphology.FEATURES) + FEATURES, 14, "m.onnx")  # wrong order
 
 
-def test_device_rr_features_equal_stage1s_on_a_real_record(stage1_rr, tmp_path):
+@pytest.mark.parametrize("rec", ["119", "109"])
+def test_device_rr_features_equal_stage1s_on_a_real_record(stage1_rr, tmp_path, rec):
     """jetson/ with --beats annotations (the .atr's beats, stage 1's normalisation): for every beat
-    stage 1 kept from record 119, the RR features the device feeds the model equal the manifest's."""
+    stage 1 kept from records 119 (PVCs in bigeminy) and 109 (left bundle branch block), the RR and
+    morphology features the device feeds the model equal the manifest's."""
     import sys
 
     sys.path.insert(0, str(REPO / "jetson"))
@@ -254,7 +262,7 @@ def test_device_rr_features_equal_stage1s_on_a_real_record(stage1_rr, tmp_path):
         ["--workdir", str(stage1_rr), "--set", f'paths.scalogram_dir="{stage1_rr / "full"}"', *RR_ON]))
     scalogram.write_device_operator(tmp_path / "op.npz", preprocess.made_with(cfg), ["0", "1", "2", "3"])
     op = scalograms.load_operator(str(tmp_path / "op.npz"))
-    sig = signal_input.read_wfdb(str(MITDB / "119"))
+    sig = signal_input.read_wfdb(str(MITDB / rec))
     samples, symbols = rr.beat_peaks(sig.ann_samples, sig.ann_symbols)
     fed = []  # the RR features of every beat classified, in order
 
@@ -263,19 +271,20 @@ def test_device_rr_features_equal_stage1s_on_a_real_record(stage1_rr, tmp_path):
         return np.zeros(len(u8), np.int64), np.ones(len(u8))
 
     engine = streaming.BeatEngine(op, sig.fs, capture, "record", samples,
-                                  ~np.isin(symbols, [str(s) for s in op["invalid_symbols"]]))
+                                  ~np.isin(symbols, [str(s) for s in op["invalid_symbols"]]), morphology=True)
     beats = [b for b in engine.push(sig.x, final=True) if b[3] is not None]
     assert len(beats) == len(fed)
     by_sample = {b[2]: f for b, f in zip(beats, fed)}
     with open(stage1_rr / "full" / "manifest.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["record"] == "119"]
-    assert len(rows) > 400  # 119's PVCs (its only class of the thesis map), in bigeminy
+        rows = [r for r in csv.DictReader(f) if r["record"] == rec]
+    assert len(rows) > 400  # 119's PVCs (its only class of the thesis map); 109's LBBB beats
+    both = FEATURES + list(morphology.FEATURES)
     for r in rows:
-        want = np.array([float(r[k]) for k in FEATURES])
+        want = np.array([float(r[k]) for k in both])
         got = by_sample[int(r["sample"])]
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=r["path"])
         # and what the model gets: the same float32 numbers as the training data loader reads
-        assert np.array_equal(infer_trt.rr_or_error(got[None], True)[0], want.astype(np.float32)), r["path"]
+        assert np.array_equal(infer_trt.rr_or_error(got[None], both)[0], want.astype(np.float32)), r["path"]
 
 
 @pytest.mark.slow
