@@ -60,7 +60,7 @@ def main():
     if cfg.artifact("quantized_onnx_int8_weights").is_file():  # optional: TensorRT >= 10 / ONNX Runtime only
         paths["qdq_int8_weights"] = cfg.artifact("quantized_onnx_int8_weights")
     tensorrt, qdq = onnx_check.check_files(paths, size)
-    images = data.images.unsqueeze(1).float().div(255).numpy()
+    images = dataset.as_batch(data.images).numpy()
     inputs = onnx_check.feeds(m_float, images, None if data.rr is None else data.rr.numpy())
     references = {"PyTorch float": ref["float"], "AIMET sim": ref["qat"]}
     rows, failures = onnx_check.evaluate_variants(onnx_check.stage7_variants(paths), references, inputs,

@@ -75,9 +75,12 @@ def load_beats(folder, records, classes, names, images=True):
         if not torch.isfinite(rr).all():
             raise UserError(f"{manifest}: non-finite feature values")
     if images:
-        arr = np.empty((len(rows), 100, 100), np.uint8)
+        arr = None
         for i, r in enumerate(tqdm(rows, desc="loading DS1 beats", unit="img", mininterval=2)):
-            arr[i] = dataset.read_image(Path(folder) / r["path"])
+            image = dataset.read_image(Path(folder) / r["path"])
+            if arr is None:   # (n, H, W), or (n, 2, H, W) with the template channel
+                arr = np.empty((len(rows),) + image.shape, np.uint8)
+            arr[i] = image
         pixels = torch.from_numpy(arr)
     else:
         pixels = torch.zeros(len(rows), 1, 1, dtype=torch.uint8)
@@ -122,7 +125,8 @@ def run_network(cfg, data, records, folds, out, resume=True):
             continue
         training.setup(t["seed"], t["threads"])
         tr, va = data.subset(train), data.subset(held)
-        net = model.build_model(len(data.classes), cfg["model"]["arch"], rr_features=data.rr_features)
+        net = model.build_model(len(data.classes), cfg["model"]["arch"], rr_features=data.rr_features,
+                                in_channels=dataset.channels(data.images[0]))
         if data.rr_features:
             mean, std = model.rr_statistics(tr.rr)
             net.rr_mean.copy_(torch.tensor(mean)), net.rr_std.copy_(torch.tensor(std))

@@ -48,10 +48,16 @@ class ScalogramDataset(torch.utils.data.Dataset):
             labels += [label] * len(pngs)
         self.paths = paths
         self.targets = torch.tensor(labels, dtype=torch.long)
-        images = np.empty((len(paths), size, size), np.uint8)
+        images = None
         for i, p in enumerate(tqdm(paths, desc=f"loading {self.root.name}", unit="img", disable=not progress,
                                    mininterval=1)):
-            images[i] = read_image(p, size)
+            image = read_image(p, size)
+            if images is None:   # (n, H, W) for one-channel images, (n, C, H, W) for beat + template
+                images = np.empty((len(paths),) + image.shape, np.uint8)
+            elif image.shape != images.shape[1:]:
+                raise UserError(f"{p}: {channels(image)} channel(s), the folder's first image has "
+                                f"{channels(images[0])}: one stage-1 run per folder")
+            images[i] = image
         self.images = torch.from_numpy(images)
         self.rr_features = list(rr_features) if rr_features else None
         self.rr = read_rr(self.root, self.paths, self.rr_features) if self.rr_features else None
@@ -60,19 +66,35 @@ class ScalogramDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        x = self.images[i].unsqueeze(0).float().div(255)
+        x = as_batch(self.images[i:i + 1])[0]
         return ((x, self.rr[i]) if self.rr is not None else x), self.targets[i]
 
     def counts(self):
         return torch.bincount(self.targets, minlength=len(self.classes))
 
 
+def channels(image):
+    return 1 if image.ndim == 2 else image.shape[0]
+
+
+def as_batch(images):
+    """Stored uint8 images (n, H, W) or (n, C, H, W) as the model's float input (n, C, H, W) in [0, 1]."""
+    x = images.float().div_(255)
+    return x.unsqueeze(1) if x.dim() == 3 else x
+
+
 def read_image(path, size=100):
-    """One grayscale PNG as uint8 (size, size); a clear error for anything else."""
+    """One grayscale PNG as uint8 (size, size), or a grey + alpha PNG (stage 1's beat + template,
+    preprocess.template_channel) as (2, size, size); a clear error for anything else."""
     data = np.fromfile(path, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise UserError(f"{path}: not a readable image (corrupt or not a PNG)")
+    if image.ndim == 3 and image.shape[2] == 4 and data[25] == 4:  # grey + alpha (OpenCV gives BGRA)
+        image = np.ascontiguousarray(np.stack([image[:, :, 0], image[:, :, 3]]))
+        if image.shape[1:] != (size, size):
+            raise UserError(f"{path}: image is {image.shape[2]}x{image.shape[1]}, expected {size}x{size}")
+        return image
     if image.ndim == 3:  # colour PNG: convert as PIL's convert("L") does
         from PIL import Image
 
@@ -147,5 +169,5 @@ def batches(dataset, batch_size, shuffle=False, generator=None, order=None):
 
 def take(dataset, idx):
     """(x, y) for the images `idx` (x as in `batches`)."""
-    x = dataset.images[idx].unsqueeze(1).float().div_(255)
+    x = as_batch(dataset.images[idx])
     return (x if dataset.rr is None else (x, dataset.rr[idx])), dataset.targets[idx]

@@ -26,9 +26,9 @@ class RRFusionNet(nn.Module):
     classifier.*), so pruning and quantization treat it as they treat the image-only model.
     """
 
-    def __init__(self, num_classes, n_rr, rr_mean=None, rr_std=None, arch="efficientnet_b0"):
+    def __init__(self, num_classes, n_rr, rr_mean=None, rr_std=None, arch="efficientnet_b0", in_channels=1):
         super().__init__()
-        base = build_model(num_classes, arch)
+        base = build_model(num_classes, arch, in_channels=in_channels)
         self.features, self.avgpool = base.features, base.avgpool
         self.register_buffer("rr_mean", torch.zeros(n_rr) if rr_mean is None else torch.as_tensor(rr_mean).float())
         self.register_buffer("rr_std", torch.ones(n_rr) if rr_std is None else torch.as_tensor(rr_std).float())
@@ -53,9 +53,9 @@ class SmallCNN(nn.Module):
     EfficientNet (features, avgpool, classifier), so the RR fusion, pruning, AIMET's CLE / BN
     folding and the exports take it as they take EfficientNet-B0."""
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes, in_channels=1):
         super().__init__()
-        blocks, c_in = [], 1
+        blocks, c_in = [], in_channels
         for c in SMALL_CNN_WIDTHS:
             blocks.append(nn.Sequential(nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c),
                                         nn.ReLU(inplace=True)))
@@ -68,17 +68,18 @@ class SmallCNN(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-def build_model(num_classes, arch="efficientnet_b0", rr_features=None):
+def build_model(num_classes, arch="efficientnet_b0", rr_features=None, in_channels=1):
     """The thesis' one-channel EfficientNet-B0 (or model.arch = "small_cnn"), or with
-    `rr_features` (names) the fusion with the per-beat features."""
+    `rr_features` (names) the fusion with the per-beat features; `in_channels` 2 for images of
+    the beat and the patient's running template (preprocess.template_channel)."""
     if arch not in ARCHS:
         raise UserError(f"unknown architecture '{arch}' (expected one of {', '.join(ARCHS)})")
     if rr_features:
-        return RRFusionNet(num_classes, len(rr_features), arch=arch)
+        return RRFusionNet(num_classes, len(rr_features), arch=arch, in_channels=in_channels)
     if arch == "small_cnn":
-        return SmallCNN(num_classes)
+        return SmallCNN(num_classes, in_channels)
     model = efficientnet_b0(weights=None)
-    model.features[0][0] = nn.Conv2d(1, 32, kernel_size=3, stride=2, padding=1, bias=False)
+    model.features[0][0] = nn.Conv2d(in_channels, 32, kernel_size=3, stride=2, padding=1, bias=False)
     model.classifier[1] = nn.Linear(model.classifier[1].in_features, num_classes)
     return model
 
@@ -139,11 +140,11 @@ def _rebuild(model, shapes):
 
 
 def save(path, state_dict, classes, input_size=100, arch="efficientnet_b0", shapes=None, rr_features=None,
-         **extra):
+         channels=1, **extra):
     """State dict + what is needed to rebuild the model (for a pruned model, its layer shapes;
     for an RR model, the feature names — their normalisation is in the state dict's rr_mean and
     rr_std, copied here in plain numbers for readers); loads with weights_only=True."""
-    blob = {"format": FORMAT, "arch": arch, "classes": list(classes), "input_size": [1, input_size, input_size],
+    blob = {"format": FORMAT, "arch": arch, "classes": list(classes), "input_size": [channels, input_size, input_size],
             "state_dict": snapshot(state_dict), **extra}
     if rr_features:
         blob["rr_features"] = list(rr_features)
@@ -172,7 +173,7 @@ def load_file(path):
 def load(path):
     """(model, metadata) from a file written by save()."""
     blob = load_file(path)
-    model = build_model(len(blob["classes"]), blob["arch"], blob.get("rr_features"))
+    model = build_model(len(blob["classes"]), blob["arch"], blob.get("rr_features"), blob["input_size"][0])
     if "layer_shapes" in blob:
         _rebuild(model, blob["layer_shapes"])
     try:

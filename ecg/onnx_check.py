@@ -38,8 +38,9 @@ def load_checked(path, size=100):
         raise UserError(f"{path}: not an ONNX model of this pipeline (expects input '{INPUT}', or inputs "
                         f"'{IMAGE}' and '{RR}', and output '{OUTPUT}'; it has {sorted(ins)})")
     dims = _dims(ins[image_input(m)])
-    if dims[1:] != [1, size, size]:
-        raise UserError(f"{path}: input shape {dims}, expected [batch, 1, {size}, {size}]")
+    if dims[1:] not in ([1, size, size], [2, size, size]):   # 2: the beat and the patient's template
+        raise UserError(f"{path}: input shape {dims}, expected [batch, 1, {size}, {size}] (or 2 channels: beat "
+                        "and template)")
     if RR in ins:
         rr = rr_metadata(m)
         if rr is None:

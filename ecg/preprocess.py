@@ -38,35 +38,37 @@ def settings_of(cfg, resample=False):
     scheme = cfg.scheme
     out = {**{k: p[k] for k in keys}, "scheme": p["scheme"], "classes": scheme["classes"],
            "invalid_symbols": scheme["invalid_symbols"], "resample": bool(resample)}
-    for key in ("rr_features", "morph_features"):  # only when on, so folders made without them keep their stamp
+    for key in ("rr_features", "morph_features", "template_channel"):  # only when on: older folders keep their stamp
         if p.get(key):
             out[key] = True
     return out
 
 
 def beat_features(filtered, samples, symbols, fs, halfwidth, rr_on=True, before=None, after=None):
-    """({aligned R peak: features}, names) over every beat annotation of a record (not only the
-    beats of the classes kept): the RR series and the running template are the patient's,
-    whatever the beats are called. The peaks are aligned as the kept beats are, so the same peak
-    finds its features. RR features when `rr_on`; morphology features against the running
-    template when `before`/`after` (the beat window) are given, from every beat with a full
-    window, as the device computes them (jetson/streaming.py)."""
+    """({aligned R peak: features}, names, {aligned R peak: template window}) over every beat
+    annotation of a record (not only the beats of the classes kept): the RR series and the
+    running template are the patient's, whatever the beats are called. The peaks are aligned as
+    the kept beats are, so the same peak finds its features. RR features when `rr_on`;
+    morphology features against the running template (and the template windows) when
+    `before`/`after` (the beat window) are given, from every beat with a full window, as the
+    device computes them (jetson/streaming.py)."""
     beat_samples, _ = rr.beat_peaks(samples, symbols)
     peaks = B.align_peaks(filtered, beat_samples, halfwidth)
     if len(peaks) < 2:
-        return {}, []
+        return {}, [], {}
     peaks = np.unique(peaks)  # two annotations that align to one peak are one beat
-    columns, names = [], []
+    columns, names, templates = [], [], {}
     if rr_on:
         columns.append(rr.rr_features(peaks, fs))
         names += RR_FIELDS
     if before is not None:
         full = (peaks - before >= 0) & (peaks + after < len(filtered))
         morph = np.full((len(peaks), len(MORPH_FIELDS)), np.nan)
-        morph[full] = morphology.morphology_features(B.cut(filtered, peaks[full], before, after), before, fs)
+        morph[full], tmpl = morphology.running_templates(B.cut(filtered, peaks[full], before, after), before, fs)
+        templates = dict(zip(peaks[full].tolist(), tmpl))
         columns.append(morph)
         names += MORPH_FIELDS
-    return dict(zip(peaks.tolist(), np.concatenate(columns, axis=1))), names
+    return dict(zip(peaks.tolist(), np.concatenate(columns, axis=1))) if columns else {}, names, templates
 
 
 @functools.lru_cache(maxsize=2)
@@ -78,13 +80,20 @@ def process_record(rec, folder, out, settings, batch=256, png_level=0):
     """Write one record's scalograms; return its manifest rows."""
     s = settings
     fs = s["fs"]
+    if s.get("template_channel") and s["cwt_context"] != "beat":
+        raise UserError("preprocess.template_channel needs preprocess.cwt_context = \"beat\" (the template is "
+                        "a window, not a place in the record)")
     x, samples, symbols = records.read_record(folder, rec, s["lead"], fs, s["resample"])
     filtered = B.remove_baseline(x, fs, s["baseline_windows_s"])
     features = names = None
-    if s.get("rr_features") or s.get("morph_features"):
-        features, names = beat_features(filtered, samples, symbols, fs, int(s["align_halfwidth_s"] * fs),
-                                        bool(s.get("rr_features")),
-                                        *((s["before"], s["after"]) if s.get("morph_features") else ()))
+    templated = s.get("morph_features") or s.get("template_channel")
+    if s.get("rr_features") or templated:
+        features, names, templates = beat_features(filtered, samples, symbols, fs, int(s["align_halfwidth_s"] * fs),
+                                                   bool(s.get("rr_features")),
+                                                   *((s["before"], s["after"]) if templated else ()))
+        if not s.get("morph_features"):   # the templates only (template_channel)
+            features = {k: v[:len(RR_FIELDS)] for k, v in features.items()} if s.get("rr_features") else None
+            names = RR_FIELDS if s.get("rr_features") else None
     samples, symbols = B.drop_invalid(samples, symbols, s["invalid_symbols"])
     peaks = B.align_peaks(filtered, samples, int(s["align_halfwidth_s"] * fs))
     if len(peaks) == 0:
@@ -103,8 +112,13 @@ def process_record(rec, folder, out, settings, batch=256, png_level=0):
             coef = scalogram.cwt_in_context(normalized, r_peaks, s["before"], s["after"], sc, s["wavelet"])
             images = scalogram.to_images(coef, s["image_size"])
         else:
-            images = _beat_images(s["before"] + s["after"], tuple(sc), s["wavelet"], s["image_size"])(
-                B.cut(normalized, r_peaks, s["before"], s["after"]))
+            make = _beat_images(s["before"] + s["after"], tuple(sc), s["wavelet"], s["image_size"])
+            images = make(B.cut(normalized, r_peaks, s["before"], s["after"]))
+            if s.get("template_channel"):
+                # the patient's running template beside the beat (a 2-channel PNG: grey + alpha),
+                # scaled as the beat is (the image's min-max scaling makes this only a rounding matter)
+                gain = np.mean(filtered[peaks])
+                images = np.stack([images, make(np.stack([templates[r] for r in r_peaks]) / gain)], axis=-1)
         for i, ((cls, r, sym), image) in enumerate(zip(part, images), start):
             rel = f"{cls}/{rec}_{cls}_{i}.png"
             files.write_bytes(f"{out_str}/{rel}", scalogram.encode_png(image, png_level))

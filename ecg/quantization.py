@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from . import files
+from .dataset import as_batch
 from .errors import UserError
 
 # AIMET's default_config_per_channel.json with symmetric, signed activations: TensorRT's INT8
@@ -118,7 +119,7 @@ def calibration_inputs(data, n, seed=0):
         raise UserError(f"{data.root}: {len(data)} images, fewer than the {n} calibration images asked for "
                         "(lower qat.calibration_images)")
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    images = data.images[idx].unsqueeze(1).float().div(255)
+    images = as_batch(data.images[idx])
     return (images,) if data.rr is None else (images, data.rr[idx])
 
 

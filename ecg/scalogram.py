@@ -189,14 +189,17 @@ def _chunk(kind, data):
 
 
 def encode_png(image, level=0):
-    """8-bit grayscale PNG, lossless like cv2.imwrite (the pipeline promises pixels, not bytes).
+    """8-bit grayscale PNG, lossless like cv2.imwrite (the pipeline promises pixels, not bytes);
+    an (h, w, 2) image becomes grey + alpha (PNG colour type 4): the beat and its template.
 
     level 0 (default) stores the rows uncompressed: ~10 kB a file, ~10x faster to write than
     cv2.imwrite. Levels 1-9 use the row filter Up + zlib at that level: ~3.7 kB at level 1
     (cv2.imwrite: ~4.7 kB) for ~0.1 ms more per image on this machine.
     """
-    h, w = image.shape
-    raw = np.empty((h, w + 1), np.uint8)
+    h, w = image.shape[:2]
+    colour = 4 if image.ndim == 3 else 0
+    image = image.reshape(h, -1)
+    raw = np.empty((h, image.shape[1] + 1), np.uint8)
     if level:
         raw[:, 0] = 2  # filter type Up
         raw[0, 1:] = image[0]
@@ -204,7 +207,7 @@ def encode_png(image, level=0):
     else:
         raw[:, 0] = 0  # filter type None
         raw[:, 1:] = image
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
             + _chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + _chunk(b"IEND", b""))
 
 

@@ -181,7 +181,10 @@ def load_folder(root, shape):
 
 
 def to_input(u8):
-    return (u8.astype(np.float32) / 255.0)[:, None]  # as ToTensor: x / 255, shape (B, 1, H, W)
+    """uint8 images (B, H, W), or (B, C, H, W) with the template channel, as the model's float input
+    (B, C, H, W): x / 255 as ToTensor."""
+    x = u8.astype(np.float32) / 255.0
+    return x[:, None] if x.ndim == 3 else x
 
 
 def metrics(y, pred, n):
@@ -212,6 +215,10 @@ def timing(run, x, batch, repeats):
 
 def classify_folder(run, classes, root, batch, repeats):
     rr_or_error(None, run.features)
+    if tuple(run.shape)[0] != 1:
+        raise DeviceError("the model takes {} image channels (the beat and the patient's running template), which a "
+                          "folder of single images does not have: classify a record or CSV instead".format(
+                              tuple(run.shape)[0]))
     u8, folder_labels = load_folder(root, run.shape)
     classes = classes or sorted(set(folder_labels), key=class_key)
     unknown = sorted(set(folder_labels) - set(classes), key=class_key)
@@ -311,7 +318,8 @@ def label_signal(run, op, sig, chunks, args, out_csv, score, log=None):
     import morphology
     features = getattr(run, "features", None) or []
     engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, norm, given, keep,
-                                  morphology=morphology.FEATURES[0] in features)
+                                  morphology=morphology.FEATURES[0] in features,
+                                  template_channel=tuple(run.shape)[0] == 2)
     matcher = scoring.Matcher(sig.ann_samples, sig.ann_symbols, sig.fs) if has_ann else None
     confusion = scoring.Confusion(classes) if has_ann else None
     writer = BeatWriter(out_csv, classes, sig.fs, has_ann, echo=args.stream)

@@ -91,11 +91,16 @@ class MorphologyTracker(object):
         self.history = None
 
     def push(self, windows):
+        return self.push_with_templates(windows)[0]
+
+    def push_with_templates(self, windows):
+        """(features, templates): the features of push() and each beat's template window (the
+        second image channel of a model with preprocess.template_channel)."""
         w = np.asarray(windows, dtype=np.float64)
         if w.ndim != 2:
             raise ValueError("windows must be a 2-D array (beats x samples), got shape {}".format(w.shape))
         if len(w) == 0:
-            return np.zeros((0, len(FEATURES)))
+            return np.zeros((0, len(FEATURES))), np.zeros((0,) + w.shape[1:])
         hist = w[:0] if self.history is None else self.history
         if hist.shape[1] != w.shape[1]:
             raise ValueError("window length {} differs from the earlier beats' {}".format(w.shape[1], hist.shape[1]))
@@ -106,9 +111,14 @@ class MorphologyTracker(object):
             i = start + j
             templates[j] = np.median(allw[max(i - self.k, 0):i], axis=0) if i > 0 else allw[0]
         self.history = allw[-self.k:].copy()
-        return features_against(w, templates, self.before, self.fs)
+        return features_against(w, templates, self.before, self.fs), templates
 
 
 def morphology_features(windows, before, fs, template_beats=TEMPLATE_BEATS):
     """(n, 7) FEATURES of a whole recording's beat windows (n, L), in time order."""
     return MorphologyTracker(before, fs, template_beats).push(windows)
+
+
+def running_templates(windows, before, fs, template_beats=TEMPLATE_BEATS):
+    """(features, templates) of a whole recording's beat windows, in time order."""
+    return MorphologyTracker(before, fs, template_beats).push_with_templates(windows)

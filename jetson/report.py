@@ -298,7 +298,7 @@ class BeatLog(object):
         """The classifier, also keeping the images of its last call (one call per engine push)."""
         def keep(u8, rr):
             out = classify(u8, rr)
-            self.images, self.next_image = u8, 0
+            self.images, self.next_image = (u8[:, 0] if u8.ndim == 4 else u8), 0   # the beat, not its template
             return out
         return keep
 

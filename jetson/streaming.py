@@ -99,12 +99,14 @@ class BeatEngine(object):
 
     classify(images_u8, features) -> (labels, confidences) is called with the beats that are ready;
     `features` are the RR features (n, 7), followed by the morphology features (n, 7) when
-    `morphology` is true. given_peaks (model-rate sample numbers, sorted) replaces the detector
+    `morphology` is true; with `template_channel` the images are (n, 2, H, W): the beat and the
+    scalogram of its running template (stage 1's preprocess.template_channel). given_peaks (model-rate sample numbers, sorted) replaces the detector
     (--beats annotations), with `keep` saying which of them are classified (the others only count
     for RR and the template).
     """
 
-    def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None, morphology=False):
+    def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None, morphology=False,
+                 template_channel=False):
         import scalograms
 
         if normalisation not in NORMALISATIONS:
@@ -129,7 +131,8 @@ class BeatEngine(object):
         self.next_beat = 0                                        # next beat to classify
         self.final = False
         # every beat with a full window enters the running template, in time order (stage 1 alike)
-        self.morph = MorphologyTracker(self.before, self.fs) if morphology else None
+        self.with_morph, self.with_template = bool(morphology), bool(template_channel)
+        self.morph = MorphologyTracker(self.before, self.fs) if morphology or template_channel else None
 
     # -- signal buffers -------------------------------------------------------------------
     def _append(self, y):
@@ -231,7 +234,7 @@ class BeatEngine(object):
                  if self.flags[i] is not None]
         usable = np.asarray([self.flags[i] is True for i in rel]) & (peaks - self.before >= 0) & (
             peaks + self.after < self.n)
-        morph = self._morphology(rel, peaks) if self.morph is not None else None
+        morph, templates = self._morphology(rel, peaks) if self.morph is not None else (None, None)
         rel = [i for i, u in zip(rel, usable) if u]
         if not rel or self.classify is None:   # classify=None: detection only (bench_detection.py)
             return found
@@ -242,21 +245,28 @@ class BeatEngine(object):
         idx = (peaks - self.y0)[:, None] + np.arange(-self.before, self.after)[None, :]
         windows = self.filt[idx] / norm[:, None]
         feats = self._rr(rel)
-        if morph is not None:
+        if self.with_morph:
             feats = np.concatenate([feats, np.asarray([morph[i] for i in rel])], axis=1)
-        labels, conf = self.classify(self.images(windows, self.op), feats)
+        images = self.images(windows, self.op)
+        if self.with_template:   # scaled as the beat (only rounding depends on it: images are min-max scaled)
+            images = np.stack([images, self.images(np.asarray([templates[i] for i in rel]) / norm[:, None],
+                                                   self.op)], axis=1)
+        labels, conf = self.classify(images, feats)
         done = {self.first + i: (int(k), float(c)) for i, k, c in zip(rel, labels, conf)}
         return [b[:3] + done.get(b[0], (None, None)) for b in found]
 
     def _morphology(self, rel, peaks):
-        """{beat: morphology features} for the beats `rel` (model-rate `peaks`) that have a full
-        window; each enters the running template whether it is classified or not."""
+        """({beat: morphology features}, {beat: template window}) for the beats `rel` (model-rate
+        `peaks`) that have a full window; each enters the running template whether it is
+        classified or not."""
         full = [(i, p) for i, p in zip(rel, peaks)
                 if self.flags[i] is not None and p - self.before >= 0 and p + self.after < self.n]
         if not full:
-            return {}
+            return {}, {}
         idx = (np.asarray([p for _, p in full]) - self.y0)[:, None] + np.arange(-self.before, self.after)[None, :]
-        return dict(zip([i for i, _ in full], self.morph.push(self.filt[idx])))
+        feats, templates = self.morph.push_with_templates(self.filt[idx])
+        beats = [i for i, _ in full]
+        return dict(zip(beats, feats)), dict(zip(beats, templates))
 
     def to_input(self, p):
         """A model-rate sample number in the input's own sample numbers."""
