@@ -105,3 +105,88 @@ def test_bad_shapes_and_settings_are_refused():
     with pytest.raises(ValueError, match="window length"):
         t.push(np.zeros((2, 150)))
     assert t.push(np.zeros((0, 200))).shape == (0, len(M.FEATURES))
+
+
+# ---- the template channel: stage 1 and the device, pixel for pixel ------------------------------
+
+def test_grey_alpha_png_round_trips_through_the_dataset_reader(tmp_path):
+    from ecg import dataset, scalogram
+
+    rng = np.random.RandomState(3)
+    pair = rng.randint(0, 256, (100, 100, 2)).astype(np.uint8)
+    for level in (0, 1):
+        p = tmp_path / f"b{level}.png"
+        p.write_bytes(scalogram.encode_png(pair, level))
+        got = dataset.read_image(p)
+        assert got.shape == (2, 100, 100) and np.array_equal(got, np.moveaxis(pair, -1, 0))
+    x = dataset.as_batch(__import__("torch").from_numpy(got[None]))
+    assert tuple(x.shape) == (1, 2, 100, 100) and float(x.max()) <= 1.0
+
+
+def test_two_channel_models_build_save_load_and_export(tmp_path):
+    import torch
+
+    from ecg import model, onnx_check, onnx_export
+
+    for arch in model.ARCHS:
+        torch.manual_seed(0)
+        net = model.build_model(4, arch, rr_features=["a"] * 14, in_channels=2).eval()
+        x, r = torch.rand(3, 2, 100, 100), torch.rand(3, 14)
+        model.save(tmp_path / "m.pth", net.state_dict(), list("NSVF"), arch=arch, rr_features=["a"] * 14, channels=2)
+        again, meta = model.load(tmp_path / "m.pth")
+        assert meta["input_size"] == [2, 100, 100] and meta["arch"] == arch
+        with torch.no_grad():
+            assert torch.equal(net(x, r), again.eval()(x, r))
+    ex = model.example_inputs(meta)
+    assert tuple(ex[0].shape) == (1, 2, 100, 100)
+    onnx_export.export_float(again, tmp_path / "m.onnx", list("NSVF"), ex, onnx_export.rr_metadata(meta))
+    onnx_check.load_checked(tmp_path / "m.onnx")   # two channels are a shape of this pipeline
+
+
+@pytest.mark.data
+def test_stage1_template_channel_equals_the_devices_on_a_real_record(mitdb, tmp_path):
+    """Stage 1 with preprocess.template_channel on record 119: channel 0 is the plain run's image
+    byte for byte, and the device (annotated beats, the record's normalisation) makes both
+    channels of every beat pixel for pixel."""
+    import csv
+    import sys
+
+    from conftest import REPO, run_script
+    from ecg import config, dataset, preprocess, scalogram
+
+    sys.path.insert(0, str(REPO / "jetson"))
+    import scalograms
+    import signal_input
+    import streaming
+    from rr_features import beat_peaks
+
+    common = ("--data-dir", mitdb, "--records", "119", "--workers", "1")
+    run_script("1_preprocessing.py", *common, "--out", tmp_path / "plain")
+    run_script("1_preprocessing.py", *common, "--out", tmp_path / "tmpl", "--set", "preprocess.template_channel=true")
+    cfg = config.load(config.parser("").parse_args(
+        ["--set", f'paths.scalogram_dir="{tmp_path / "tmpl"}"']))
+    scalogram.write_device_operator(tmp_path / "op.npz", preprocess.made_with(cfg), ["0", "1", "2", "3"])
+    op = scalograms.load_operator(str(tmp_path / "op.npz"))
+    sig = signal_input.read_wfdb(str(mitdb / "119"))
+    samples, symbols = beat_peaks(sig.ann_samples, sig.ann_symbols)
+    seen = []
+
+    def keep(u8, features):
+        seen.extend(u8)
+        return np.zeros(len(u8), np.int64), np.ones(len(u8))
+
+    engine = streaming.BeatEngine(op, sig.fs, keep, "record", samples,
+                                  ~np.isin(symbols, [str(s) for s in op["invalid_symbols"]]), template_channel=True)
+    beats = [b for b in engine.push(sig.x, final=True) if b[3] is not None]
+    by_sample = dict(zip([b[2] for b in beats], seen))
+    with open(tmp_path / "tmpl" / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > 400
+    for r in rows:
+        pair = dataset.read_image(tmp_path / "tmpl" / r["path"])
+        assert np.array_equal(pair[0], dataset.read_image(tmp_path / "plain" / r["path"])), r["path"]
+        assert np.array_equal(by_sample[int(r["sample"])], pair), r["path"]
+    # 119's PVCs differ from its (normal) template far more than the template moves from beat to beat
+    diff = [np.abs(np.diff(dataset.read_image(tmp_path / "tmpl" / r["path"]).astype(int), axis=0)).mean()
+            for r in rows]
+    assert np.median(diff) > 3
