@@ -182,7 +182,7 @@ def evaluate(model, criterion, data, device, batch_size=256, desc="val", keep=No
     return loss, acc, float(f1)
 
 
-SELECT = ("val_acc", "val_macro_f1")
+SELECT = ("val_acc", "val_macro_f1", "last")  # last: the final epoch (its count chosen by cross-validation)
 
 
 def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, resume=False,
@@ -269,7 +269,7 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
                "train_loss": tr_loss, "train_acc": tr_acc, "val_loss": va_loss, "val_acc": va_acc,
                "val_macro_f1": va_f1, "seconds": time.perf_counter() - t0}
         history.append(row)
-        if best is None or row[select] > best.get(select, best["val_acc"]):
+        if best is None or select == "last" or row[select] > best.get(select, best["val_acc"]):
             best = {"epoch": epoch + 1, "val_acc": va_acc, "val_macro_f1": va_f1,
                     "state_dict": snapshot(model.state_dict())}
         if main:  # only rank 0 writes
