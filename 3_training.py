@@ -45,7 +45,8 @@ def main():
               f"processes {distributed.world_size()}")
 
     channels = dataset.channels(train_data.images[0])   # 2: beat + the patient's template (stage 1)
-    net = model.build_model(len(train_data.classes), cfg["model"]["arch"], rr_features=rr, in_channels=channels)
+    net = model.build_model(len(train_data.classes), cfg["model"]["arch"], rr_features=rr, in_channels=channels,
+                            image_input=cfg["model"]["image_input"])
     if rr:  # standardised with the training split's statistics only (stored in the model)
         mean, std = model.rr_statistics(train_data.rr)
         net.rr_mean.copy_(torch.tensor(mean)), net.rr_std.copy_(torch.tensor(std))
@@ -55,6 +56,7 @@ def main():
     if not main_process:
         return distributed.shutdown()
     model.save(dest, best["state_dict"], train_data.classes, rr_features=rr, arch=cfg["model"]["arch"], channels=channels,
+               image_input=cfg["model"]["image_input"],
                best_epoch=best["epoch"], val_acc=best["val_acc"], val_macro_f1=best.get("val_macro_f1"))
     training.plot_history(reports / "training_curves.png", history, "training")
     files.write_text(reports / "train_summary.json", json.dumps(

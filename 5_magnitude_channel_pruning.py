@@ -84,7 +84,7 @@ def main():
     after = pruning.figures(net, example)
     files.write_text(reports / "prune_structure_after.txt", str(net) + "\n")
     model.save(dest, net.state_dict(), classes, size, shapes=model.layer_shapes(net), rr_features=rr, arch=meta["arch"],
-               channels=meta["input_size"][0],
+               channels=meta["input_size"][0], image_input=meta.get("image_input", "as_is"),
                pruning_ratio=pc["ratio"], round_to=pc["round_to"])
     # sizes on disk of the two model files, both in the same weights-only format
     before["file_bytes"], after["file_bytes"] = src.stat().st_size, dest.stat().st_size

@@ -100,7 +100,8 @@ def main():
                            rr=rr_meta)
     quantization.save_encodings(sim, out_dir / "ecg_model_quantized_encodings.json")
     model.save(out_dir / "ecg_model_qat.pth", sim.model.state_dict(), classes, size,
-               shapes=meta.get("layer_shapes"), rr_features=rr, arch=meta["arch"], channels=meta["input_size"][0], qat={"quant_scheme": q["quant_scheme"], "epochs": len(history),
+               shapes=meta.get("layer_shapes"), rr_features=rr, arch=meta["arch"], channels=meta["input_size"][0],
+               image_input=meta.get("image_input", "as_is"), qat={"quant_scheme": q["quant_scheme"], "epochs": len(history),
                                                     "best_epoch": best["epoch"] if best else None})
     config.record(cfg, "qat")
     print(f"wrote {cfg.artifact('quantized_onnx')}, {cfg.artifact('quantized_onnx_int8_weights')} and "

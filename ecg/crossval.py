@@ -126,7 +126,8 @@ def run_network(cfg, data, records, folds, out, resume=True):
         training.setup(t["seed"], t["threads"])
         tr, va = data.subset(train), data.subset(held)
         net = model.build_model(len(data.classes), cfg["model"]["arch"], rr_features=data.rr_features,
-                                in_channels=dataset.channels(data.images[0]))
+                                in_channels=dataset.channels(data.images[0]),
+                                image_input=cfg["model"]["image_input"])
         if data.rr_features:
             mean, std = model.rr_statistics(tr.rr)
             net.rr_mean.copy_(torch.tensor(mean)), net.rr_std.copy_(torch.tensor(std))

@@ -26,9 +26,18 @@ class RRFusionNet(nn.Module):
     classifier.*), so pruning and quantization treat it as they treat the image-only model.
     """
 
-    def __init__(self, num_classes, n_rr, rr_mean=None, rr_std=None, arch="efficientnet_b0", in_channels=1):
+    def __init__(self, num_classes, n_rr, rr_mean=None, rr_std=None, arch="efficientnet_b0", in_channels=1,
+                 image_input="as_is"):
         super().__init__()
-        base = build_model(num_classes, arch, in_channels=in_channels)
+        if image_input not in IMAGE_INPUTS:
+            raise UserError(f"model.image_input = '{image_input}': expected one of {', '.join(IMAGE_INPUTS)}")
+        if image_input == "difference" and in_channels != 2:
+            raise UserError("model.image_input = 'difference' needs images with the template channel "
+                            "(preprocess.template_channel = true)")
+        # difference: the network sees only beat - template (2 channels in, 1 into the stem): a
+        # normal beat of any patient looks alike, whatever the patient's own shape
+        self.difference = image_input == "difference"
+        base = build_model(num_classes, arch, in_channels=1 if self.difference else in_channels)
         self.features, self.avgpool = base.features, base.avgpool
         self.register_buffer("rr_mean", torch.zeros(n_rr) if rr_mean is None else torch.as_tensor(rr_mean).float())
         self.register_buffer("rr_std", torch.ones(n_rr) if rr_std is None else torch.as_tensor(rr_std).float())
@@ -37,12 +46,15 @@ class RRFusionNet(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(p=0.2, inplace=True), nn.Linear(width + RR_HIDDEN, num_classes))
 
     def forward(self, image, rr):
+        if self.difference:
+            image = image[:, 0:1] - image[:, 1:2]
         x = torch.flatten(self.avgpool(self.features(image)), 1)
         r = self.rr_layer((rr - self.rr_mean) / self.rr_std)
         return self.classifier(torch.cat([x, r], 1))
 
 
 ARCHS = ("efficientnet_b0", "small_cnn")
+IMAGE_INPUTS = ("as_is", "difference")
 SMALL_CNN_WIDTHS = (16, 32, 64, 128)
 
 
@@ -68,14 +80,16 @@ class SmallCNN(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-def build_model(num_classes, arch="efficientnet_b0", rr_features=None, in_channels=1):
+def build_model(num_classes, arch="efficientnet_b0", rr_features=None, in_channels=1, image_input="as_is"):
     """The thesis' one-channel EfficientNet-B0 (or model.arch = "small_cnn"), or with
     `rr_features` (names) the fusion with the per-beat features; `in_channels` 2 for images of
     the beat and the patient's running template (preprocess.template_channel)."""
     if arch not in ARCHS:
         raise UserError(f"unknown architecture '{arch}' (expected one of {', '.join(ARCHS)})")
     if rr_features:
-        return RRFusionNet(num_classes, len(rr_features), arch=arch, in_channels=in_channels)
+        return RRFusionNet(num_classes, len(rr_features), arch=arch, in_channels=in_channels, image_input=image_input)
+    if image_input != "as_is":
+        raise UserError(f"model.image_input = '{image_input}' needs a model with per-beat features (model.rr_features)")
     if arch == "small_cnn":
         return SmallCNN(num_classes, in_channels)
     model = efficientnet_b0(weights=None)
@@ -140,7 +154,7 @@ def _rebuild(model, shapes):
 
 
 def save(path, state_dict, classes, input_size=100, arch="efficientnet_b0", shapes=None, rr_features=None,
-         channels=1, **extra):
+         channels=1, image_input="as_is", **extra):
     """State dict + what is needed to rebuild the model (for a pruned model, its layer shapes;
     for an RR model, the feature names — their normalisation is in the state dict's rr_mean and
     rr_std, copied here in plain numbers for readers); loads with weights_only=True."""
@@ -152,6 +166,8 @@ def save(path, state_dict, classes, input_size=100, arch="efficientnet_b0", shap
         blob["rr_std"] = state_dict["rr_std"].tolist()
     if shapes is not None:
         blob["layer_shapes"] = shapes
+    if image_input != "as_is":   # only when used: older files stay as they were
+        blob["image_input"] = image_input
     files.save_with(path, lambda tmp: torch.save(blob, tmp))
 
 
@@ -173,7 +189,8 @@ def load_file(path):
 def load(path):
     """(model, metadata) from a file written by save()."""
     blob = load_file(path)
-    model = build_model(len(blob["classes"]), blob["arch"], blob.get("rr_features"), blob["input_size"][0])
+    model = build_model(len(blob["classes"]), blob["arch"], blob.get("rr_features"), blob["input_size"][0],
+                        blob.get("image_input", "as_is"))
     if "layer_shapes" in blob:
         _rebuild(model, blob["layer_shapes"])
     try:
