@@ -12,7 +12,9 @@ import time
 
 import torch
 
-from ecg import config, dataset, distributed, files, model, split, training
+import Class_Dataset as dataset  # the layout's dataset module
+import Class_Model as model  # the layout's model module
+from ecg import config, distributed, files, split, training
 from ecg.errors import UserError, main_guard
 
 

@@ -8,7 +8,9 @@ and batch-1 latency; reports/errors/: a gallery of the misclassified images (ind
 The model defaults to stage 3's (artifacts.trained_model); stage 5 writes the same report for
 the pruned model.
 """
-from ecg import config, dataset, evaluation, model, split, training
+import Class_Dataset as dataset  # the layout's dataset module
+import Class_Model as model  # the layout's model module
+from ecg import config, evaluation, split, training
 from ecg.errors import main_guard
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-from ecg import config, dataset, distributed, evaluation, files, model, pruning, split, training
+import Class_Dataset as dataset  # the layout's dataset module
+import Class_Model as model  # the layout's model module
+from ecg import config, distributed, evaluation, files, pruning, split, training
 from ecg.errors import UserError, main_guard
 
 

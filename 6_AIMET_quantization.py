@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecg import config, dataset, evaluation, files, model, onnx_export, quantization, split, training
+import Class_Dataset as dataset  # the layout's dataset module
+import Class_Model as model  # the layout's model module
+from ecg import config, evaluation, files, onnx_export, quantization, split, training
 from ecg.errors import UserError, main_guard
 
 

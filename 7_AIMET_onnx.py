@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg import config, dataset, files, onnx_check, onnx_export, preprocess, scalogram, split
+import Class_Dataset as dataset  # the layout's dataset module
+from ecg import config, files, onnx_check, onnx_export, preprocess, scalogram, split
 from ecg.errors import UserError, main_guard
 
 

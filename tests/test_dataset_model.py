@@ -97,3 +97,27 @@ def test_model_classes_must_match_data(tmp_path):
     fake_scalograms(tmp_path / "data" / "test_images", {"0": 2, "1": 2})
     proc = run_main("4_testing.py", "--workdir", tmp_path, "--model", tmp_path / "m.pth", check=False)
     assert proc.returncode == 2 and "differ from the model's" in proc.stderr
+
+
+def test_the_scripts_take_the_model_and_dataset_through_the_layout_modules():
+    """The numbered scripts open ecg/model.py and ecg/dataset.py only through Class_Model.py and
+    Class_Dataset.py (the thesis layout), and those are the same objects, not copies."""
+    import ast
+
+    import Class_Dataset
+    import Class_Model
+    from conftest import REPO
+    from ecg import dataset as ecg_dataset
+    from ecg import model as ecg_model
+
+    for script in sorted(REPO.glob("[1-7]_*.py")):
+        tree = ast.parse(script.read_text())
+        from_ecg = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "ecg"
+                    for a in n.names}
+        assert not from_ecg & {"model", "dataset"}, script.name
+        uses = {n.value.id for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+        imported = {a.asname for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                    if a.name in ("Class_Model", "Class_Dataset")}
+        assert uses & {"model", "dataset"} <= imported, script.name
+    assert Class_Model.load is ecg_model.load and Class_Model.build_model is ecg_model.build_model
+    assert Class_Dataset.ScalogramDataset is ecg_dataset.ScalogramDataset
