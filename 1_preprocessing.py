@@ -9,8 +9,7 @@ from ecg import config, preprocess, records
 from ecg.errors import main_guard
 
 
-@main_guard
-def main():
+def get_args_parser():
     p = config.parser(__doc__.splitlines()[0])
     p.add_argument("--data-dir", help="MIT-BIH folder (default: $MITDB_DIR, else paths.data_dir = "
                                       f"{config.default('paths.data_dir')}, downloaded there if missing)")
@@ -26,7 +25,12 @@ def main():
     config.flag(p, "--png-compression", "preprocess.png_compression", choices=range(10), metavar="0-9",
                 help="zlib level of the PNGs: 0 = stored, fastest; 1-9 smaller files, same pixels")
     p.add_argument("--force", action="store_true", help="redo records whose outputs already exist")
-    args = p.parse_args()
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     cfg = config.load(args)
 
     folder = records.data_dir(cfg, args.data_dir)

@@ -10,14 +10,18 @@ from ecg import config, files, preprocess, split
 from ecg.errors import main_guard
 
 
-@main_guard
-def main():
+def get_args_parser():
     p = config.parser(__doc__.splitlines()[0])
     config.flag(p, "--by", "split.mode", choices=["random", "record"],
                 help="random: beats drawn at random, stratified (thesis, intra-patient); record: no record in "
                      "two splits (inter-patient)")
     config.flag(p, "--src", "paths.scalogram_dir", help="scalogram folder written by stage 1")
-    args = p.parse_args()
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     cfg = config.load(args)
     sp = cfg["split"]
 

@@ -18,15 +18,19 @@ from ecg import config, distributed, files, split, training
 from ecg.errors import UserError, main_guard
 
 
-@main_guard
-def main():
+def get_args_parser():
     p = config.parser(__doc__.splitlines()[0])
     config.flag(p, "--epochs", "train.epochs", help="training epochs")
     config.flag(p, "--batch-size", "train.batch_size", help="images per training step")
     config.flag(p, "--lr", "train.lr", help="initial learning rate (Adam; StepLR train.step_size/gamma)")
     config.flag(p, "--device", "train.device", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
-    args = p.parse_args()
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     cfg = config.load(args)
     t = cfg["train"]
     if t["epochs"] < 1:

@@ -14,8 +14,7 @@ from ecg import config, evaluation, split, training
 from ecg.errors import main_guard
 
 
-@main_guard
-def main():
+def get_args_parser():
     p = config.parser(__doc__.splitlines()[0])
     p.add_argument("--model", help=f"model file (default: {config.default_artifact('trained_model')})")
     config.flag(p, "--data", "paths.test_dir", help="test folder")
@@ -24,7 +23,12 @@ def main():
     config.flag(p, "--device", "train.device", help="auto, cpu, cuda, cuda:1, ...")
     config.flag(p, "--errors-per-pair", "test.errors_per_pair",
                 help="reports/errors/: at most this many misclassified images per (true, predicted) pair; 0 = none")
-    args = p.parse_args()
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     cfg = config.load(args)
     training.setup(cfg["train"]["seed"], cfg["train"]["threads"])
     device = training.pick_device(cfg["train"]["device"])

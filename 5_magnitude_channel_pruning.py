@@ -25,8 +25,7 @@ from ecg import config, distributed, evaluation, files, pruning, split, training
 from ecg.errors import UserError, main_guard
 
 
-@main_guard
-def main():
+def get_args_parser():
     p = config.parser(__doc__.splitlines()[0])
     p.add_argument("--model", help=f"trained model (default: {config.default_artifact('trained_model')})")
     config.flag(p, "--ratio", "prune.ratio", help="fraction of channels removed, in (0, 1)")
@@ -38,7 +37,12 @@ def main():
                 help="prune and fine-tune at each of these ratios and compare them instead")
     config.flag(p, "--device", "train.device", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tuning")
-    args = p.parse_args()
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     cfg = config.load(args)
     pc, tune = cfg["prune"], cfg.section("prune")
     for r in pc["sweep"] or [pc["ratio"]]:

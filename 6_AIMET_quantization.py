@@ -36,8 +36,7 @@ from ecg import config, evaluation, files, onnx_export, quantization, split, tra
 from ecg.errors import UserError, main_guard
 
 
-@main_guard
-def main():
+def get_args_parser():
     p = config.parser(__doc__.splitlines()[0])
     p.add_argument("--model", help=f"pruned model (default: {config.default_artifact('pruned_model')})")
     config.flag(p, "--epochs", "qat.epochs", help="QAT epochs")
@@ -47,7 +46,12 @@ def main():
     config.flag(p, "--quant-scheme", "qat.quant_scheme", choices=["tf_enhanced", "tf"],
                 help="AIMET scheme of the initial encodings")
     p.add_argument("--resume", action="store_true", help="continue an interrupted QAT")
-    args = p.parse_args()
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("6_AIMET_quantization.py does not run under torchrun: AIMET's QuantizationSimModel is not "
                         "supported by this pipeline under DistributedDataParallel (encodings and quantizer training "

@@ -25,13 +25,17 @@ from ecg import config, files, onnx_check, onnx_export, preprocess, scalogram, s
 from ecg.errors import UserError, main_guard
 
 
-@main_guard
-def main():
+def get_args_parser():
     p = config.parser(__doc__.splitlines()[0])
     p.add_argument("--float-onnx", help=f"float ONNX (default: {config.default_artifact('float_onnx')})")
     p.add_argument("--qdq-onnx", help=f"Q/DQ ONNX (default: {config.default_artifact('quantized_onnx')})")
     p.add_argument("--no-timing", action="store_true", help="skip the latency measurements")
-    args = p.parse_args()
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     cfg = config.load(args)
     reports, size = cfg.path("reports_dir"), cfg["preprocess"]["image_size"]
     paths = {"float": Path(args.float_onnx) if args.float_onnx else cfg.artifact("float_onnx"),

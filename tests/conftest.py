@@ -1,13 +1,3 @@
-import contextlib
-import io
-import os
-import runpy
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
 """Shared fixtures. Test tiers (markers registered in pytest.ini, applied here by fixture):
 
 - `data`: needs the MIT-BIH records (MITDB_DIR, else data/mitdb here); skipped without them;
@@ -18,6 +8,9 @@ A test that reaches these fixtures through `request.getfixturevalue` is invisibl
 markers: mark it (or its module, `pytestmark`) by hand; `subset` also skips in a run that
 excludes the slow tier, so such a test never starts the training stages there.
 """
+import contextlib
+import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -55,19 +48,26 @@ def run_script(script, *args, check=True, env=None):
     return _checked(script, proc, check)
 
 
+def script_module(script):
+    """A numbered script as a module (its file name is no identifier), loaded once."""
+    name = "stage_" + Path(script).stem
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / script)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
 def run_main(script, *args, check=True):
-    """Run a numbered script's main() in this process, as `run_script` does in a new one, for the
-    unit tier's short runs (error paths, stage 2): no interpreter and torch import per call.
-    Returns a CompletedProcess with the exit status and the captured stdout and stderr."""
-    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
-    sys.argv, code = [str(REPO / script), *map(str, args)], 0
+    """Call a numbered script's main(argv) in this process, as `run_script` runs it in a new one,
+    for the unit tier's short runs (error paths, stage 2): no interpreter and torch import per
+    call. Returns a CompletedProcess with the exit status and the captured stdout and stderr."""
+    out, err, code = io.StringIO(), io.StringIO(), 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            runpy.run_path(str(REPO / script), run_name="__main__")
+            script_module(script).main([str(a) for a in args])
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else int(e.code is not None)
-    finally:
-        sys.argv = argv
     return _checked(script, subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue()), check)
 
 

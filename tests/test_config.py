@@ -2,7 +2,6 @@
 sections, artifact names, and the one-line errors with ECG_DEBUG=1 showing the cause."""
 import argparse
 import json
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -68,10 +67,11 @@ def test_artifacts_live_in_the_model_folder(tmp_path):
 def test_every_flag_has_help(script, monkeypatch, capsys):
     """--help of every stage (run in this process: one torch import for all): each option line
     carries a text; flags declared with config.flag show the config's default."""
-    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    from conftest import script_module
+
     monkeypatch.setenv("COLUMNS", "100")
     with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(REPO / script), run_name="__main__")
+        script_module(script).main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     lines = text.split("options:")[1].splitlines() + [""]
