@@ -104,8 +104,8 @@ def main(argv=None):
     onnx_export.export_qdq(sim, cfg.artifact("quantized_onnx"), classes, inputs, rr=rr_meta)
     onnx_export.export_qdq(sim, cfg.artifact("quantized_onnx_int8_weights"), classes, inputs, int8_weights=True,
                            rr=rr_meta)
-    quantization.save_encodings(sim, out_dir / "ecg_model_quantized_encodings.json")
-    model.save(out_dir / "ecg_model_qat.pth", sim.model.state_dict(), classes, size,
+    quantization.save_encodings(sim, cfg.artifact("encodings"))
+    model.save(cfg.artifact("qat_model"), sim.model.state_dict(), classes, size,
                shapes=meta.get("layer_shapes"), rr_features=rr, arch=meta["arch"], channels=meta["input_size"][0],
                image_input=meta.get("image_input", "as_is"), qat={"quant_scheme": q["quant_scheme"], "epochs": len(history),
                                                     "best_epoch": best["epoch"] if best else None})
