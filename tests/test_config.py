@@ -188,3 +188,19 @@ def test_release_states_the_settings_a_stage_recorded_not_the_config_of_the_day(
     (later.path("reports_dir") / "settings" / "prune.json").write_text("{broken")
     with pytest.raises(UserError, match="prune.json: not a readable settings record"):
         release.used_settings(later, later.path("reports_dir"))
+
+
+def test_the_devices_class_maps_are_the_configs():
+    """jetson/scoring.py carries the class maps the device scores with (it reads no TOML on a
+    Nano): they must be configs/thesis.toml's schemes, symbol for symbol."""
+    from ecg import config
+
+    sys.path.insert(0, str(REPO / "jetson"))
+    import scoring
+
+    cfg = config.load(config.parser("").parse_args([]))
+    for scheme, table in (("aami", scoring.AAMI), ("thesis", scoring.THESIS)):
+        want = {sym: c["name"] for c in cfg["schemes"][scheme]["classes"] for sym in c["symbols"]}
+        scored = {sym: c for sym, c in table.items() if c != "Q"}   # Q: paced/unclassifiable, scored as Q
+        assert scored == want, scheme
+        assert set(table) - set(scored) <= set(cfg["schemes"][scheme]["invalid_symbols"]), scheme
