@@ -31,9 +31,11 @@ from signal_input import read_wfdb  # noqa: E402
 RATES = {128: (16, 45), 250: (25, 36), 500: (25, 18)}   # fs: (up, down) from 360 Hz
 
 
-def labelled_beats(op, classify, x, fs):
-    """(model-rate peaks, labels, confidences) of the beats the device classifies."""
-    beats = [b for b in streaming.BeatEngine(op, fs, classify, "record").push(x, final=True) if b[3] is not None]
+def labelled_beats(op, classify, x, fs, options=None):
+    """(model-rate peaks, labels, confidences) of the beats the device classifies; `options`:
+    infer_trt.engine_options of the model (its morphology features, template channel)."""
+    beats = [b for b in streaming.BeatEngine(op, fs, classify, "record", **(options or {})).push(x, final=True)
+             if b[3] is not None]
     return (np.array([b[1] for b in beats]), np.array([b[3] for b in beats]), np.array([b[4] for b in beats]))
 
 
@@ -70,16 +72,17 @@ def main():
     mitdb = Path(args.mitdb or os.environ.get("MITDB_DIR", REPO / "data" / "mitdb"))
     model_dir = Path(args.model_dir)
     op = scalograms.load_operator(str(model_dir / "cwt_operator.npz"))
-    classify = infer_trt.softmax_classifier(infer_trt.OrtRunner(str(model_dir / args.onnx)), 256)
+    runner = infer_trt.OrtRunner(str(model_dir / args.onnx))
+    classify, options = infer_trt.softmax_classifier(runner, 256), infer_trt.engine_options(runner)
     tol = int(0.15 * float(op["fs"]))
     rows, total = [], {fs: {} for fs in RATES}
     t0 = time.perf_counter()
     for rec in args.records:
         sig = read_wfdb(str(mitdb / rec))
         x = sig.x[:int(args.seconds * sig.fs)]
-        ref = labelled_beats(op, classify, x, sig.fs)
+        ref = labelled_beats(op, classify, x, sig.fs, options)
         for fs, (up, down) in RATES.items():
-            c = compare(ref, labelled_beats(op, classify, resample_poly(x, up, down), fs), tol)
+            c = compare(ref, labelled_beats(op, classify, resample_poly(x, up, down), fs, options), tol)
             rows.append((rec, fs, c))
             for key, v in c.items():
                 total[fs][key] = total[fs].get(key, 0 if key != "conf_changed" else []) + v

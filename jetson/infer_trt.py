@@ -289,6 +289,15 @@ class BeatWriter(object):
             os.remove(self.tmp)
 
 
+def engine_options(run):
+    """What the model takes besides the beat's image, as BeatEngine options: the morphology
+    features (after the RR features) and the running template's image as a second channel."""
+    import morphology
+
+    features = getattr(run, "features", None) or []
+    return {"morphology": morphology.FEATURES[0] in features, "template_channel": tuple(run.shape)[0] == 2}
+
+
 def model_classes(run):
     return run.classes or [str(i) for i in range(4)]
 
@@ -315,11 +324,8 @@ def label_signal(run, op, sig, chunks, args, out_csv, score, log=None):
         keep = ~np.isin(symbols, [str(s) for s in op["invalid_symbols"]])
     norm = args.normalise or ("running" if args.stream else "record")
     classify = softmax_classifier(run, args.batch)
-    import morphology
-    features = getattr(run, "features", None) or []
     engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, norm, given, keep,
-                                  morphology=morphology.FEATURES[0] in features,
-                                  template_channel=tuple(run.shape)[0] == 2)
+                                  **engine_options(run))
     matcher = scoring.Matcher(sig.ann_samples, sig.ann_symbols, sig.fs) if has_ann else None
     confusion = scoring.Confusion(classes) if has_ann else None
     writer = BeatWriter(out_csv, classes, sig.fs, has_ann, echo=args.stream)

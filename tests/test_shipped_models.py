@@ -91,7 +91,8 @@ def test_compact_pth_agrees_with_its_float_onnx(folder, mitdb):
         logits = run(seen[-1][0], seen[-1][1])
         return logits.argmax(1), logits.max(1)
 
-    engine = streaming.BeatEngine(scalograms.load_operator(str(folder / "cwt_operator.npz")), sig.fs, classify)
+    engine = streaming.BeatEngine(scalograms.load_operator(str(folder / "cwt_operator.npz")), sig.fs, classify,
+                                  **infer_trt.engine_options(run))
     engine.push(sig.x[:int(120 * sig.fs)], final=True)
     x = np.concatenate([s[0] for s in seen])
     net, meta = model_io.load(folder / "ecg_model_compact.pth")
