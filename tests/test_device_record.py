@@ -113,11 +113,6 @@ def band_model(path):
         [helper.make_tensor("w", TensorProto.FLOAT, [100, 4], w.ravel().tolist())])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.metadata_props.add(key="classes", value='["0", "1", "2", "3"]')
-    if names:
-        import json
-
-        m.metadata_props.add(key="rr_features", value=json.dumps({"names": list(names), "mean": [0.0] * width,
-                                                                  "std": [1.0] * width}))
     onnx.save(m, str(path))
     return path
 
