@@ -102,3 +102,23 @@ def test_the_device_labels_a_record_alike_in_batch_and_stream(run, tmp_path):
     assert r.returncode == 0, r.stderr
     assert np.mean([row["predicted"] == "3" for row in csv.DictReader(open(other))]) != pytest.approx(
         np.mean([lab == "3" for lab in labels]))
+
+
+def test_a_short_recording_uses_the_warm_up_template_and_a_flat_one_is_refused(run, tmp_path):
+    """Six seconds of ECG (fewer beats than the template's 32): every beat with a full window is
+    labelled, the first ones against a template of the beats seen so far (the documented
+    warm-up); a flat lead gets one error line and exit status 2, no crash."""
+    import wfdb
+
+    ms = run / "model_save"
+    x = wfdb.rdrecord(str(MITDB / "119"), channels=[0], sampto=int(6 * 360)).p_signal[:, 0]
+    short, flat = tmp_path / "short.csv", tmp_path / "flat.csv"
+    short.write_text("ecg\n" + "\n".join(f"{v:.4f}" for v in x) + "\n")
+    flat.write_text("ecg\n" + "0.5\n" * 3600)
+    common = ("--backend", "onnxruntime", "--onnx", ms / FLOAT, "--operator", ms / "cwt_operator.npz", "--fs", "360")
+    r = device(*common, "--csv", short, "--out", tmp_path / "short_beats.csv")
+    assert r.returncode == 0, r.stderr
+    assert 3 <= len(list(csv.DictReader(open(tmp_path / "short_beats.csv")))) <= 10
+    r = device(*common, "--csv", flat, "--out", tmp_path / "flat_beats.csv")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr, r.stderr
+    assert not (tmp_path / "flat_beats.csv").exists()

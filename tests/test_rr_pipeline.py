@@ -220,7 +220,7 @@ def test_device_runs_the_two_input_onnx_on_a_record(rr_run, tmp_path):
     assert score["detection"]["se"] > 99
     # images alone cannot feed a two-input model
     run = device("--backend", "onnxruntime", "--onnx", ms / FLOAT, "--images", rr_run / "data" / "test_images")
-    assert run.returncode == 2 and run.stderr.startswith("error: the model takes RR-interval features")
+    assert run.returncode == 2 and run.stderr.startswith("error: the model takes per-beat RR/morphology features")
 
 
 def test_device_refuses_rr_of_the_wrong_width_or_features(tmp_path):
