@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import config, dataset, evaluation, files, model, split, training
+from . import config, dataset, evaluation, files, model, preprocess, split, training
 from .errors import UserError, main_guard
 
 NSV = ("N", "S", "V")
@@ -207,10 +207,21 @@ def main(argv=None):
     names = model.rr_feature_names(cfg)
     data, records = load_beats(cfg.path("scalogram_dir"), ds1, classes, names,
                                images=not (args.features_only or args.blank_images))
-    if args.blank_images:
-        data.images = torch.zeros(len(data), 100, 100, dtype=torch.uint8).expand(len(data), 100, 100)
+    if args.blank_images:   # zeros of the stored images' shape: the same network, nothing to see
+        size = int(cfg["preprocess"]["image_size"])
+        shape = ((2,) if preprocess.made_with(cfg).get("template_channel") else ()) + (size, size)
+        data.images = torch.zeros((1,) + shape, dtype=torch.uint8).expand((len(data),) + shape)
     folds = split.record_folds(records, [classes[i] for i in data.targets.tolist()], args.folds,
                                cfg["split"]["random_state"])
+    # a resumed run reuses saved logits only if they were made by the same settings, folds and data
+    fingerprint = {"settings": {k: cfg[k] for k in ("model", "train")}, "folds": folds, "beats": len(data),
+                   "features": names, "features_only": args.features_only, "blank_images": args.blank_images,
+                   "image_shape": list(data.images.shape[1:])}
+    stamp = out / "cv_fingerprint.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != json.loads(json.dumps(fingerprint)):
+        raise UserError(f"{out}: holds a cross-validation run with other settings, folds or data; use another "
+                        "--out (or delete the folder)")
+    files.write_text(stamp, json.dumps(fingerprint, indent=1))
     t0 = time.perf_counter()
     summary = {"name": args.name or out.name, "folds": args.folds, "beats": len(data), "classes": classes,
                "fold_of_record": folds, "features": names,

@@ -113,7 +113,8 @@ def read_rr(root, paths, names):
     import math
 
     manifest = Path(root) / "manifest.csv"
-    fix = ("run 1_preprocessing.py with preprocess.rr_features = true, then 2_train_test_valid_split.py")
+    fix = ("run 1_preprocessing.py with preprocess.rr_features = true (and preprocess.morph_features = true for "
+           "morphology features), then 2_train_test_valid_split.py")
     if not manifest.is_file():
         raise UserError(f"{manifest}: not found; the model takes RR features, which come from the split's "
                         f"manifest ({fix})")

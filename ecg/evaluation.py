@@ -170,6 +170,19 @@ def evaluate_and_report(net, classes, data, reports_dir, name, device, extra=Non
     return m, logits
 
 
+def gallery_png(path):
+    """A scalogram file as the gallery shows it: as stored, or for a beat + template image (two
+    channels, grey + alpha) the two side by side, so a browser does not draw the template as
+    transparency."""
+    data = Path(path).read_bytes()
+    if len(data) > 25 and data[25] == 4:
+        from . import dataset, scalogram
+
+        pair = dataset.read_image(path)
+        return scalogram.encode_png(np.concatenate([pair[0], pair[1]], axis=1))
+    return data
+
+
 def write_error_gallery(out_dir, paths, y_true, logits, classes, per_pair, labels=None):
     """`out_dir` (reports/errors/): index.html showing the misclassified images grouped by
     (true, predicted) pair, most frequent pair first, at most `per_pair` per pair (the most
@@ -199,7 +212,7 @@ def write_error_gallery(out_dir, paths, y_true, logits, classes, per_pair, label
         items = []
         for i in idx:
             rel = f"images/{classes[t]}_as_{classes[p]}/{paths[i].name}"
-            files[rel] = paths[i].read_bytes()
+            files[rel] = gallery_png(paths[i])
             items.append((rel, paths[i].name, [f"true {named[t]}, predicted {named[p]}",
                                                f"confidence {conf[i]:.3f} (p true {probs[i, t]:.3f})",
                                                paths[i].name], True))

@@ -91,6 +91,9 @@ def process_record(rec, folder, out, settings, batch=256, png_level=0):
         features, names, templates = beat_features(filtered, samples, symbols, fs, int(s["align_halfwidth_s"] * fs),
                                                    bool(s.get("rr_features")),
                                                    *((s["before"], s["after"]) if templated else ()))
+        if not features and not templates:   # fewer than two beats: no RR interval, no template
+            raise UserError(f"record {rec}: fewer than two annotated beats; per-beat features and the template "
+                            "channel need at least two")
         if not s.get("morph_features"):   # the templates only (template_channel)
             features = {k: v[:len(RR_FIELDS)] for k, v in features.items()} if s.get("rr_features") else None
             names = RR_FIELDS if s.get("rr_features") else None

@@ -217,7 +217,10 @@ def fit(model, train_data, val_data, cfg_train, device, ckpt_path, log_path, res
     fingerprint.update({k: v for k, v in (("max_per_class", cap), ("select", select), ("bn_recalibrate_batches", recal),
                                            ("class_weight", weighting if weighting != "inverse" else None),
                                            ("freeze_bn", freeze),
-                                           ("rr_features", getattr(train_data, "rr_features", None)))
+                                           ("rr_features", getattr(train_data, "rr_features", None)),
+                                           ("image_channels", train_data.images.shape[1] if train_data.images.dim() == 4
+                                            else None),
+                                           ("image_difference", getattr(model, "difference", False)))
                         if v and v != "val_acc"})
     model.to(device, memory_format=torch.channels_last)  # before the optimizer: its state follows the weights
     main = distributed.is_main()

@@ -73,7 +73,8 @@ def test_a_short_cross_validation_run_on_fake_beats(tmp_path):
             "--set", 'split.ds1=["101","106","108","109","112","114"]', "--set", "model.rr_features=true",
             "--set", "model.morph_features=true", "--set", 'model.arch="small_cnn"',
             "--set", 'model.image_input="difference"', "--set", "train.batch_size=16", "--set", "train.threads=1",
-            "--set", "train.freeze_bn=true", "--folds", "3", "--epochs", "2", "--out", str(tmp_path / "cv")]
+            "--set", "train.freeze_bn=true", "--set", "preprocess.template_channel=true",
+            "--folds", "3", "--epochs", "2", "--out", str(tmp_path / "cv")]
     crossval.main(args)
     s = json.loads((tmp_path / "cv" / "cv_summary.json").read_text())
     assert s["beats"] == 144 and sorted(s["by_epoch"]) == ["1", "2"] and s["features"] == names
@@ -84,3 +85,11 @@ def test_a_short_cross_validation_run_on_fake_beats(tmp_path):
     crossval.main(args)   # resumed: every fold's logits are there, nothing is trained again
     assert (tmp_path / "cv" / "fold0_epoch2.npy").stat().st_mtime == mtime
     assert json.loads((tmp_path / "cv" / "cv_summary.json").read_text())["by_epoch"] == s["by_epoch"]
+    # other settings into the same folder: refused, nothing of the earlier run is reused
+    with pytest.raises(SystemExit) as e:
+        crossval.main(args[:-4] + ["--folds", "2", "--out", str(tmp_path / "cv")])
+    assert e.value.code == 2
+    # the blank-image ablation feeds zeros of the stored images' shape (2 channels here)
+    crossval.main(args[:-2] + ["--blank-images", "--out", str(tmp_path / "blank")])
+    b = json.loads((tmp_path / "blank" / "cv_fingerprint.json").read_text())
+    assert b["image_shape"] == [2, 100, 100] and b["blank_images"]

@@ -120,3 +120,26 @@ def test_offline_download_error_says_how_to_point_at_a_copy(tmp_path, monkeypatc
     cfg = config.load(argparse.Namespace(config=[], workdir=str(tmp_path), set=[]))
     with pytest.raises(UserError, match="--data-dir DIR or MITDB_DIR"):
         records.data_dir(cfg)
+
+
+@pytest.mark.parametrize("flag", ["preprocess.template_channel", "preprocess.rr_features"])
+def test_a_record_with_one_beat_and_per_beat_features_is_refused(tmp_path, flag):
+    """RR features and the running template need at least two beats: one error line naming the
+    record, not a traceback from a worker."""
+    data = tmp_path / "db"
+    data.mkdir()
+    n = 360 * 10
+    sig = 0.02 * np.sin(np.arange(n) / 50.0) + np.exp(-0.5 * ((np.arange(n) - 1800) / 4.0) ** 2)
+    wfdb.wrsamp("one", fs=360, units=["mV"], sig_name=["MLII"], p_signal=sig[:, None], fmt=["16"],
+                write_dir=str(data))
+    wfdb.wrann("one", "atr", np.array([1800]), symbol=["N"], write_dir=str(data))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[schemes.thesis.classes]]\nname = "0"\nlabel = "Normal"\nsymbols = ["N"]\nrecords = "all"\n')
+    out = tmp_path / "o"
+    proc = run_script("1_preprocessing.py", "--config", cfg, "--data-dir", data, "--out", out, "--records", "one",
+                      "--set", f"{flag}=true", check=False)
+    # the progress bar had started (the record is read in a worker): the error is one line after it
+    errors = [x for x in proc.stderr.strip().splitlines() if not x.startswith("scalograms:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(errors) == 1 and errors[0].startswith("error: record one: fewer than two"), proc.stderr
+    assert not any(out.rglob("*.png"))
