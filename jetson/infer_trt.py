@@ -639,6 +639,12 @@ def main():
                 report.check_folder(folder)
         except report.ReportError as e:
             raise DeviceError(str(e))
+    if getattr(args, "out", None):   # checked before any work: a late failure would lose it all
+        if os.path.isdir(args.out):
+            raise DeviceError("{}: is a folder; --out takes the name of the CSV file to write".format(args.out))
+        if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+            raise DeviceError("{}: the folder for --out does not exist".format(
+                os.path.dirname(os.path.abspath(args.out))))
     if args.backend == "tensorrt":
         if not args.engine:
             raise DeviceError("--backend tensorrt needs --engine (or use --backend onnxruntime --onnx FILE)")

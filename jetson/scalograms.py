@@ -6,6 +6,8 @@ normalisation, 200-sample windows) live in streaming.py, which runs them on whol
 streams; with the record's annotations and --normalise record they give stage 1's images pixel
 for pixel (tests/test_jetson.py). Here: |CWT| scaled to uint8 per image, bicubic resize to 100x100.
 """
+import zipfile
+
 import numpy as np
 
 
@@ -25,8 +27,9 @@ def load_operator(path):
             op = {k: z[k] for k in z.files}
         if "operator" not in op and "operator_kernels" in op:
             op["operator"] = operator_matrix(op["operator_kernels"])   # the compact form (0.3 MB, not 32)
-    except (IOError, OSError, ValueError, IndexError, AttributeError, TypeError) as e:  # TypeError: a .npy
-        raise DeviceError("{}: not a CWT operator file ({})".format(path, e))
+    except (IOError, OSError, ValueError, IndexError, AttributeError, TypeError, EOFError, KeyError,
+            zipfile.BadZipFile) as e:  # TypeError: a .npy; BadZipFile/EOFError: a truncated file
+        raise DeviceError("{}: not a readable CWT operator file (truncated or corrupt? {})".format(path, e))
     if "operator" not in op:
         raise DeviceError("{}: not a CWT operator file (no 'operator' array)".format(path))
     return op

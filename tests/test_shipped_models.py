@@ -139,3 +139,32 @@ def test_device_reads_the_metadata_without_the_onnx_package(folder):
     for name in ("ecg_model_float.onnx", "ecg_model_quantized.onnx"):
         want = {p.key: p.value for p in onnx.load(str(folder / name)).metadata_props}
         assert common.read_onnx_metadata(str(folder / name)) == want and "classes" in want
+
+
+@pytest.mark.parametrize("case", ["out_is_a_folder", "out_folder_missing", "truncated_operator"])
+def test_bad_output_paths_and_a_truncated_operator_give_one_error_line(tmp_path, case):
+    """The device with the shipped model: --out naming a folder, --out in a folder that does not
+    exist, and a truncated cwt_operator.npz each end with one error line naming the path and exit
+    status 2, before any work (issue 23's bad paths)."""
+    import subprocess
+
+    folder = ROOT / "models" / "aami"
+    t = np.arange(3600) / 360.0
+    csv_in = tmp_path / "in.csv"
+    csv_in.write_text("ecg\n" + "\n".join("{:.4f}".format(v) for v in np.sin(2 * np.pi * 1.2 * t) ** 15) + "\n")
+    operator, out = folder / "cwt_operator.npz", tmp_path / "beats.csv"
+    if case == "out_is_a_folder":
+        out, needle = tmp_path, f"{tmp_path}: is a folder"
+    elif case == "out_folder_missing":
+        out, needle = tmp_path / "nope" / "beats.csv", f"{tmp_path / 'nope'}: the folder for --out does not exist"
+    else:
+        operator = tmp_path / "cut.npz"
+        operator.write_bytes((folder / "cwt_operator.npz").read_bytes()[:50000])
+        needle = f"{operator}: not a readable CWT operator file"
+    proc = subprocess.run([sys.executable, str(ROOT / "jetson" / "infer_trt.py"), "--backend", "onnxruntime",
+                           "--onnx", str(folder / "ecg_model_float.onnx"), "--operator", str(operator),
+                           "--csv", str(csv_in), "--fs", "360", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT / "jetson")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: " + needle), proc.stderr
+    assert not (tmp_path / "beats.csv").exists()
