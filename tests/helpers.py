@@ -18,3 +18,31 @@ def fake_scalograms(root, per_class=None, records=("100", "101", "102", "103", "
             rec = records[(i + int(c)) % len(records)]
             (root / c / f"{rec}_{c}_{i}.png").write_bytes(encode_png(img))
     return root
+
+
+def subset_with_manifest(full, scal, per_class):
+    """Hard-link `per_class` beats of each class of stage 1's folder `full` into `scal` (spread
+    evenly over the class), with the matching manifest rows and the settings stamp, so that
+    stage 2 carries their features into the splits and later stages read stage 1's settings."""
+    import csv
+    import os
+
+    full, scal = Path(full), Path(scal)
+    kept = set()
+    for cls_dir in sorted(p for p in full.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        pngs = sorted(cls_dir.glob("*.png"))
+        (scal / cls_dir.name).mkdir(parents=True)
+        for p in pngs[:: max(1, len(pngs) // per_class)][:per_class]:
+            os.link(p, scal / cls_dir.name / p.name)
+            kept.add(f"{cls_dir.name}/{p.name}")
+    with open(full / "manifest.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if r["path"] in kept]
+        fields = reader.fieldnames
+    with open(scal / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        w.writerows(rows)
+    (scal / ".parts").mkdir()
+    (scal / ".parts" / "settings.json").write_text((full / ".parts" / "settings.json").read_text())
+    return scal

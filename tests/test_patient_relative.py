@@ -6,7 +6,6 @@ Runs once per module on a small real subset (records 105 109 118 119, 40 beats p
 epoch per stage): the figures test the plumbing, not accuracy."""
 import csv
 import json
-import os
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import MITDB, REPO, run_script
+from helpers import subset_with_manifest
 from ecg import model, onnx_check
 from jetson import morphology
 from jetson import rr_features as rr
@@ -35,24 +35,7 @@ def run(mitdb, tmp_path_factory):
     work = tmp_path_factory.mktemp("patient_relative")
     full = work / "full"
     run_script("1_preprocessing.py", "--data-dir", mitdb, "--records", "105", "109", "118", "119", "--out", full, *ON)
-    scal = work / "data" / "scalogram"
-    kept = set()
-    for cls_dir in sorted(p for p in full.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        pngs = sorted(cls_dir.glob("*.png"))
-        (scal / cls_dir.name).mkdir(parents=True)
-        for p in pngs[:: max(1, len(pngs) // PER_CLASS)][:PER_CLASS]:
-            os.link(p, scal / cls_dir.name / p.name)
-            kept.add(f"{cls_dir.name}/{p.name}")
-    with open(full / "manifest.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if r["path"] in kept]
-        fields = reader.fieldnames
-    with open(scal / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fields)
-        w.writeheader()
-        w.writerows(rows)
-    (scal / ".parts").mkdir()
-    (scal / ".parts" / "settings.json").write_text((full / ".parts" / "settings.json").read_text())
+    subset_with_manifest(full, work / "data" / "scalogram", PER_CLASS)
     w = ("--workdir", work, *ON)
     run_script("2_train_test_valid_split.py", *w)
     run_script("3_training.py", *w, "--epochs", "2", "--batch-size", "16")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import MITDB, REPO, run_main, run_script
+from helpers import subset_with_manifest
 from ecg import model, onnx_check, pruning
 from jetson import morphology
 from jetson import rr_features as rr
@@ -99,22 +100,7 @@ def stage1_rr(mitdb, tmp_path_factory):
     full = work / "full"
     run_script("1_preprocessing.py", "--data-dir", mitdb, "--records", "105", "109", "118", "119", "--out", full,
                "--set", "preprocess.rr_features=true", "--set", "preprocess.morph_features=true")
-    scal = work / "data" / "scalogram"
-    kept = set()
-    for cls_dir in sorted(p for p in full.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        pngs = sorted(cls_dir.glob("*.png"))
-        (scal / cls_dir.name).mkdir(parents=True)
-        for p in pngs[:: max(1, len(pngs) // PER_CLASS)][:PER_CLASS]:
-            os.link(p, scal / cls_dir.name / p.name)
-            kept.add(f"{cls_dir.name}/{p.name}")
-    with open(full / "manifest.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [r for r in reader if r["path"] in kept]
-        fields = reader.fieldnames
-    with open(scal / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fields)
-        w.writeheader()
-        w.writerows(rows)
+    subset_with_manifest(full, work / "data" / "scalogram", PER_CLASS)
     return work
 
 
