@@ -126,10 +126,7 @@ def process_record(rec, folder, out, settings, batch=256, png_level=0):
             rel = f"{cls}/{rec}_{cls}_{i}.png"
             files.write_bytes(f"{out_str}/{rel}", scalogram.encode_png(image, png_level))
             row = {"path": rel, "record": rec, "sample": r, "symbol": sym, "class": cls, "index": i}
-            if features is not None:
-                if r not in features:   # fewer than two beats: no RR interval, no template
-                    raise UserError(f"record {rec}: {len(features) or 'fewer than two'} beats with RR features; "
-                                    "per-beat features need at least two annotated beats")
+            if features is not None:   # every kept peak has them: aligned as beat_features aligns
                 row.update(zip(names, features[r].tolist()))
             rows.append(row)
     return rows
