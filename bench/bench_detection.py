@@ -27,9 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "jetson"))
-import scoring  # noqa: E402
-import streaming  # noqa: E402
+sys.path.insert(0, str(REPO))   # run as python bench/NAME.py
+from jetson import scoring, streaming  # noqa: E402
 
 DS1 = "101 106 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 215 220 223 230".split()
 DS2 = "100 103 105 111 113 117 121 123 200 202 210 212 213 214 219 221 222 228 231 232 233 234".split()

@@ -21,19 +21,17 @@ import numpy as np
 from scipy.signal import resample_poly
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "jetson"))
+sys.path.insert(0, str(REPO))   # run as python bench/NAME.py
 
-import infer_trt  # noqa: E402
-import scalograms  # noqa: E402
-import streaming  # noqa: E402
-from signal_input import read_wfdb  # noqa: E402
+from jetson import labeller, runners, scalograms, streaming  # noqa: E402
+from jetson.signal_input import read_wfdb  # noqa: E402
 
 RATES = {128: (16, 45), 250: (25, 36), 500: (25, 18)}   # fs: (up, down) from 360 Hz
 
 
 def labelled_beats(op, classify, x, fs, options=None):
     """(model-rate peaks, labels, confidences) of the beats the device classifies; `options`:
-    infer_trt.engine_options of the model (its morphology features, template channel)."""
+    labeller.engine_options of the model (its morphology features, template channel)."""
     beats = [b for b in streaming.BeatEngine(op, fs, classify, "record", **(options or {})).push(x, final=True)
              if b[3] is not None]
     return (np.array([b[1] for b in beats]), np.array([b[3] for b in beats]), np.array([b[4] for b in beats]))
@@ -72,8 +70,8 @@ def main():
     mitdb = Path(args.mitdb or os.environ.get("MITDB_DIR", REPO / "data" / "mitdb"))
     model_dir = Path(args.model_dir)
     op = scalograms.load_operator(str(model_dir / "cwt_operator.npz"))
-    runner = infer_trt.OrtRunner(str(model_dir / args.onnx))
-    classify, options = infer_trt.softmax_classifier(runner, 256), infer_trt.engine_options(runner)
+    runner = runners.OrtRunner(str(model_dir / args.onnx))
+    classify, options = runners.softmax_classifier(runner, 256), labeller.engine_options(runner)
     tol = int(0.15 * float(op["fs"]))
     rows, total = [], {fs: {} for fs in RATES}
     t0 = time.perf_counter()

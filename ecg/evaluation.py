@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import classification_report, confusion_matrix, f1_score
 
 from . import files
-from .training import predict
+from .inference import predict
 
 
 def metrics(y_true, y_pred, classes):

@@ -1,4 +1,5 @@
 """EfficientNet-B0 with one input channel (the thesis model, docs/design.md stage 3), and its weights-only file format."""
+import copy
 from pathlib import Path
 
 import torch
@@ -6,7 +7,6 @@ from torch import nn
 from torchvision.models import efficientnet_b0
 
 from . import files
-from .training import snapshot
 from .errors import UserError
 
 FORMAT = "ecg-scalogram-model/1"
@@ -198,3 +198,8 @@ def load(path):
     except RuntimeError as e:
         raise UserError(f"{path}: weights do not fit {blob['arch']} ({str(e).splitlines()[0]})") from None
     return model, blob
+
+
+def snapshot(state_dict):
+    """A CPU copy of a state dict; AIMET's quantizers add non-tensor extra state, kept as is."""
+    return {k: v.detach().cpu().clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in state_dict.items()}

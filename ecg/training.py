@@ -1,6 +1,5 @@
 """One training loop and one evaluation, shared by training (stage 3), pruning fine-tuning
 (stage 5) and QAT (stage 6), in the spirit of torchvision's references/classification."""
-import copy
 import csv
 import hashlib
 import io
@@ -18,18 +17,8 @@ from tqdm import tqdm
 from . import distributed, files
 from .dataset import batches, epoch_order, take
 from .errors import UserError
-
-
-def pick_device(name="auto"):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"train.device = '{name}': not a device (auto, cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"train.device = '{name}': no CUDA GPU is available here (use auto or cpu)")
-    return device
+from .inference import forward, pick_device, predict, to_device  # noqa: F401 (also training.X)
+from .model import snapshot
 
 
 def setup(seed, threads=0):
@@ -61,19 +50,6 @@ def class_weights(dataset, max_per_class=0, kind="inverse"):
         return None
     counts = counts.clamp(min=1)
     return (1.0 / (counts.sqrt() if kind == "sqrt" else counts)).float()
-
-
-def to_device(x, device):
-    """An image batch, or an (image, rr) pair, on `device`."""
-    if isinstance(x, (tuple, list)):
-        return (to_device(x[0], device), *(t.to(device, non_blocking=True) for t in x[1:]))
-    # channels_last: measurably faster convolutions on CPU (bench/bench_training.py)
-    return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-
-
-def forward(model, x):
-    """The model's logits for an image batch or an (image, rr) pair."""
-    return model(*x) if isinstance(x, tuple) else model(x)
 
 
 def train_one_epoch(model, criterion, optimizer, data, device, batch_size, generator, desc="train",
@@ -122,23 +98,6 @@ def train_one_epoch(model, criterion, optimizer, data, device, batch_size, gener
     if world > 1:
         total_loss, correct, seen = distributed.all_sum([total_loss, correct, seen])
     return total_loss / seen, correct / seen
-
-
-@torch.no_grad()
-def predict(model, data, device, batch_size=256, desc="eval"):
-    """Logits for every image of `data`, in order. Under torchrun each process predicts rows
-    rank::world and all of them get the whole result (the split is evaluated once)."""
-    model = distributed.unwrap(model)
-    model.eval()
-    outs = []
-    world, rank = distributed.world_size(), distributed.rank()
-    order = torch.arange(rank, len(data), world)
-    n_batches = math.ceil(len(order) / batch_size)
-    for x, _ in tqdm(batches(data, batch_size, order=order), total=n_batches, desc=desc, unit="batch",
-                     mininterval=2, leave=False, disable=not distributed.is_main()):
-        outs.append(forward(model, to_device(x, device)).float().cpu())
-    logits = torch.cat(outs) if outs else torch.empty(0)
-    return distributed.gather_rows(logits, len(data))
 
 
 @torch.no_grad()
@@ -295,11 +254,6 @@ def state_hash(state_dict):
             h.update(f"{k}:{tuple(v.shape)}:{v.dtype}".encode())
             h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def snapshot(state_dict):
-    """A CPU copy of a state dict; AIMET's quantizers add non-tensor extra state, kept as is."""
-    return {k: v.detach().cpu().clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in state_dict.items()}
 
 
 def lr_of(scheduler):

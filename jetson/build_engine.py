@@ -12,9 +12,15 @@ that builds the same engine with NVIDIA's own tool, as a second opinion.
 import argparse
 import os
 import shlex
+import sys
 import time
 
-from common import (DeviceError, PRECISIONS, choose_precision, import_tensorrt, main_guard, onnx_classes,
+if __name__ == "__main__" and not __package__:   # `cd jetson && python3 build_engine.py`: run as jetson.build_engine
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import jetson  # noqa: F401,E402
+    __package__ = "jetson"
+
+from .common import (DeviceError, PRECISIONS, choose_precision, import_tensorrt, main_guard, onnx_classes,
                     onnx_rr_features, engine_meta_path, trt_major, write_json_atomic)
 
 
@@ -87,8 +93,7 @@ def parse_onnx(trt, network, logger, path):
         raise DeviceError("{}: TensorRT cannot parse it ({})".format(path, errors or "unknown error"))
 
 
-@main_guard
-def main():
+def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--onnx-dir", default="model_save", help="folder with the two ONNX files")
     p.add_argument("--qdq-onnx", help="default: ONNX_DIR/ecg_model_quantized.onnx")
@@ -99,7 +104,12 @@ def main():
     p.add_argument("--opt-batch", type=int, default=16)
     p.add_argument("--workspace-mb", type=int, default=512, help="builder workspace (the Nano has 4 GB shared)")
     p.add_argument("--timing-cache", default="timing.cache", help="reused across builds on this device")
-    args = p.parse_args()
+    return p
+
+
+@main_guard
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     qdq = args.qdq_onnx or os.path.join(args.onnx_dir, "ecg_model_quantized.onnx")
     flt = args.float_onnx or os.path.join(args.onnx_dir, "ecg_model_float.onnx")
     qdq = qdq if os.path.isfile(qdq) else None

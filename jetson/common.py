@@ -16,9 +16,9 @@ class DeviceError(Exception):
 def main_guard(fn):
     """A DeviceError becomes one 'error: ...' line and exit status 2; with ECG_DEBUG=1 in the
     environment the full traceback comes first, including the exception it was raised from."""
-    def wrapper():
+    def wrapper(*args, **kwargs):
         try:
-            return fn()
+            return fn(*args, **kwargs)
         except DeviceError as e:
             if os.environ.get("ECG_DEBUG", "") not in ("", "0"):
                 cause = e
@@ -112,8 +112,8 @@ def onnx_rr_features(path):
 def feature_sets():
     """The per-beat feature vectors this device computes, each a list of names in input order:
     the RR features alone, or followed by the patient-relative morphology features."""
-    import morphology
-    from rr_features import FEATURES
+    from . import morphology
+    from .rr_features import FEATURES
 
     return [list(FEATURES), list(FEATURES) + list(morphology.FEATURES)]
 

@@ -20,7 +20,7 @@ def operator_matrix(kernels):
 
 
 def load_operator(path):
-    from common import DeviceError
+    from .common import DeviceError
 
     try:
         with np.load(path) as z:

@@ -16,7 +16,7 @@ model whose classes are AAMI names is scored in them; the thesis model ("0".."4"
 """
 import numpy as np
 
-from rr_features import beat_peaks
+from .rr_features import beat_peaks
 
 MATCH_S = 0.15
 AAMI = {"N": "N", "L": "N", "R": "N", "e": "N", "j": "N", "A": "S", "a": "S", "J": "S", "S": "S",
@@ -107,6 +107,10 @@ class Confusion(object):
             return
         self.cm[self.classes.index(true), predicted] += 1
 
+    def add_indices(self, true, predicted):
+        """Pairs of class indices (a folder of labelled images)."""
+        np.add.at(self.cm, (np.asarray(true, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+
     def merge(self, other):
         self.cm += other.cm
         self.other += other.other
@@ -123,6 +127,51 @@ class Confusion(object):
         return {"classes": self.classes, "confusion": cm.tolist(), "per_class": per,
                 "accuracy": _num(tp.sum() / total) if total else None, "matched_beats": total,
                 "matched_other_symbols": int(self.other)}
+
+
+class Scorer(object):
+    """A signal's detected and labelled beats scored as they come: the EC57 pairing (Matcher) and
+    the confusion of the matched beats in the model's classes (Confusion)."""
+
+    def __init__(self, ann_samples, ann_symbols, fs, classes):
+        self.matcher, self.confusion, self.classes = Matcher(ann_samples, ann_symbols, fs), Confusion(classes), classes
+
+    def beat(self, sample, label):
+        """((AAMI class, symbol) of the paired reference beat, or ("", "") for none; its index among
+        the model's classes or None). A beat the model does not label (label None) only pairs."""
+        k = self.matcher.match(sample)
+        if label is None or k is None:
+            return ("", ""), None
+        symbol = self.matcher.sym[k]
+        self.confusion.add(symbol, label)
+        true = self.confusion.to_class(symbol) if self.confusion.to_class else None
+        return (aami(symbol), symbol), (None if true is None else self.classes.index(true))
+
+    def detection(self):
+        return self.matcher.detection()
+
+    def missed(self):
+        """(samples, symbols) of the reference beats no detection paired."""
+        m = self.matcher
+        return m.ref[~m.used], m.sym[~m.used]
+
+
+class Totals(object):
+    """Gross scores over records: detection counts summed, confusions merged."""
+
+    def __init__(self):
+        self.det, self.confusion = None, None
+
+    def add(self, det, confusion):
+        keys = ("tp", "fn", "fp", "fp_in_vf_excluded")
+        self.det = dict(det) if self.det is None else {k: self.det[k] + det[k] for k in keys}
+        if self.confusion is None:
+            self.confusion = Confusion(confusion.classes)
+        self.confusion.merge(confusion)
+
+    def detection(self):
+        d = self.det
+        return counts(d["tp"], d["fn"], d["fp"], d["fp_in_vf_excluded"])
 
 
 def _num(v):

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from common import DeviceError
+from .common import DeviceError
 
 MIN_FS = 100.0
 MAX_GAP_S = 0.1

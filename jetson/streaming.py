@@ -27,10 +27,10 @@ import numpy as np
 from scipy.ndimage import median_filter
 from scipy.signal import firwin, upfirdn
 
-import qrs
-from common import DeviceError
-from morphology import MorphologyTracker
-from rr_features import LOCAL_BEATS, PATIENT_WINDOW_S, rr_features
+from . import qrs
+from .common import DeviceError
+from .morphology import MorphologyTracker
+from .rr_features import LOCAL_BEATS, PATIENT_WINDOW_S, rr_features
 
 NORMALISATIONS = ("record", "running")
 
@@ -107,7 +107,7 @@ class BeatEngine(object):
 
     def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None, morphology=False,
                  template_channel=False):
-        import scalograms
+        from . import scalograms
 
         if normalisation not in NORMALISATIONS:
             raise DeviceError("unknown normalisation '{}'".format(normalisation))

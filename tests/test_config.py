@@ -141,8 +141,7 @@ def test_load_without_flags_accepts_a_bare_namespace():
 
 @pytest.mark.parametrize("debug", [False, True])
 def test_device_scripts_report_errors_the_same_way(monkeypatch, capsys, debug):
-    sys.path.insert(0, str(REPO / "jetson"))
-    import common
+    from jetson import common
 
     def fails():
         try:
@@ -194,9 +193,7 @@ def test_the_devices_class_maps_are_the_configs():
     """jetson/scoring.py carries the class maps the device scores with (it reads no TOML on a
     Nano): they must be configs/thesis.toml's schemes, symbol for symbol."""
     from ecg import config
-
-    sys.path.insert(0, str(REPO / "jetson"))
-    import scoring
+    from jetson import scoring
 
     cfg = config.load(config.parser("").parse_args([]))
     for scheme, table in (("aami", scoring.AAMI), ("thesis", scoring.THESIS)):

@@ -1,19 +1,10 @@
 """jetson/ QRS detection, resampling, chunked processing, CSV gaps and EC57 matching on real
 MIT-BIH records; no model needed (streaming.BeatEngine with classify=None detects only)."""
-import importlib
-import sys
-
 import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "jetson"))
-common = importlib.import_module("common")
-scoring = importlib.import_module("scoring")
-signal_input = importlib.import_module("signal_input")
-streaming = importlib.import_module("streaming")
+from jetson import common, scoring, signal_input, streaming
 
 OP = {"fs": np.array(360), "before": np.array(90), "after": np.array(110), "align_halfwidth_s": np.array(0.05),
       "baseline_windows_s": np.array([0.2, 0.6])}

@@ -12,8 +12,6 @@ import pytest
 from scipy.signal import resample_poly
 
 from test_jetson import JETSON, infer
-
-sys.path.insert(0, str(JETSON))
 pytestmark = [pytest.mark.slow, pytest.mark.data]  # every test needs `model`: the pipeline's exports
 
 
@@ -220,7 +218,7 @@ def rr_model(path, width=7, start=0, names=None):
 
 
 def test_model_with_rr_input_gets_the_rr_features(model, short_record, tmp_path):
-    import rr_features
+    from jetson import rr_features
 
     out = tmp_path / "rr.csv"
     run = infer("--backend", "onnxruntime", "--onnx", rr_model(tmp_path / "rr.onnx"), "--operator",
@@ -240,8 +238,8 @@ def test_model_with_rr_input_gets_the_rr_features(model, short_record, tmp_path)
 def test_a_model_with_morphology_features_gets_them_alike_in_a_stream(model, short_record, tmp_path):
     """A model taking RR + morphology features (14): the device computes the running template's
     features (here they decide the label), and --stream gives what batch gives, beat for beat."""
-    import morphology
-    import rr_features
+    from jetson import morphology
+    from jetson import rr_features
 
     names = list(rr_features.FEATURES) + list(morphology.FEATURES)
     onnx_path = rr_model(tmp_path / "morph.onnx", width=14, start=7, names=names)

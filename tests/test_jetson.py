@@ -3,7 +3,6 @@ infer_trt.py end to end through its ONNX Runtime backend (folder and annotated-r
 raw ECG, streams and scoring: test_device_record.py)."""
 import ast
 import csv
-import importlib
 import shutil
 import subprocess
 import sys
@@ -13,10 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from jetson import common
 
 JETSON = REPO / "jetson"
-sys.path.insert(0, str(JETSON))
-common = importlib.import_module("common")
 
 
 def infer(*args):
@@ -44,6 +42,33 @@ def test_no_training_dependencies():
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             for n in names:
                 assert n.split(".")[0] not in {"torch", "torchvision", "ecg", "aimet_torch", "pywt", "sklearn"}, (path, n)
+
+
+def jetson_modules():
+    return sorted(p.stem for p in JETSON.glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", jetson_modules())
+def test_each_jetson_module_loads_alone(name):
+    """jetson/ is a package with relative imports: every module imports in a fresh interpreter
+    by itself (those ecg/ uses among them), loads each of its siblings once under one name, and
+    brings in no training code."""
+    code = ("import sys, importlib; importlib.import_module('jetson.{}'); "
+            "flat = sorted(m for m in sys.modules if m in {}); "
+            "train = sorted(m for m in ('torch', 'ecg', 'pywt', 'sklearn') if m in sys.modules); "
+            "print(flat, train)").format(name, jetson_modules())
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[] []", proc.stdout   # no sibling also loaded as a top-level module
+
+
+def test_entry_points_run_from_their_folder_and_as_modules():
+    """`cd jetson && python3 infer_trt.py` (the operator's way, Python 3.6) and `python -m jetson.infer_trt`."""
+    for cmd, cwd in (([sys.executable, "infer_trt.py", "--help"], JETSON),
+                     ([sys.executable, "build_engine.py", "--help"], JETSON),
+                     ([sys.executable, "-m", "jetson.infer_trt", "--help"], REPO)):
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, (cmd, proc.stderr)
 
 
 @pytest.mark.parametrize("gpu, requested, expected", [
@@ -92,10 +117,8 @@ def test_folder_inference_with_onnxruntime(quantized):
 def test_record_inference_matches_stage1_pixels(quantized, mitdb, tmp_path):
     """Device preprocessing of record 119 with its annotated beats (--beats annotations, stage 1's
     normalisation) gives the stage-1 images of its beats, pixel for pixel."""
-    import scalograms
-    import signal_input
-    import streaming
-    from rr_features import beat_peaks
+    from jetson import scalograms, signal_input, streaming
+    from jetson.rr_features import beat_peaks
 
     op = scalograms.load_operator(str(quantized / "model_save" / "cwt_operator.npz"))
     sig = signal_input.read_wfdb(str(mitdb / "119"))
@@ -174,15 +197,15 @@ def test_tensorrt_engine_agrees_with_onnxruntime(tensorrt, quantized, tmp_path, 
         if impossible in build.stderr:
             pytest.skip(build.stderr.strip().splitlines()[-1])
     assert build.returncode == 0, build.stderr
-    infer_trt = importlib.import_module("infer_trt")
-    trt_run = infer_trt.TrtRunner(str(engine))
+    from jetson import image_folder, runners
+    trt_run = runners.TrtRunner(str(engine))
     meta = common.read_json(str(engine) + ".json")
     assert meta["precision"] == precision and meta["onnx"].endswith(onnx_file)
-    ort_run = infer_trt.OrtRunner(meta["onnx"])
-    u8, _ = infer_trt.load_folder(str(quantized / "data" / "test_images"), trt_run.shape)
-    x = infer_trt.to_input(u8)
+    ort_run = runners.OrtRunner(meta["onnx"])
+    u8, _ = image_folder.load_folder(str(quantized / "data" / "test_images"), trt_run.shape)
+    x = runners.to_input(u8)
     agree = (trt_run(x).argmax(1) == ort_run(x).argmax(1)).mean()
-    (p50, p90, p99), ips = infer_trt.timing(trt_run, x, 64, 100)
+    (p50, p90, p99), ips = image_folder.timing(trt_run, x, 64, 100)
     print(f"TensorRT {precision} ({onnx_file}): agreement with ONNX Runtime {agree * 100:.2f} % on {len(x)} images; "
           f"batch-1 latency p50 {p50:.2f} ms, p99 {p99:.2f} ms; batch 64: {ips:.0f} images/s")
     assert agree >= 0.995

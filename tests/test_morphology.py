@@ -149,16 +149,11 @@ def test_stage1_template_channel_equals_the_devices_on_a_real_record(mitdb, tmp_
     byte for byte, and the device (annotated beats, the record's normalisation) makes both
     channels of every beat pixel for pixel."""
     import csv
-    import sys
 
-    from conftest import REPO, run_script
+    from conftest import run_script
     from ecg import config, dataset, preprocess, scalogram
-
-    sys.path.insert(0, str(REPO / "jetson"))
-    import scalograms
-    import signal_input
-    import streaming
-    from rr_features import beat_peaks
+    from jetson import scalograms, signal_input, streaming
+    from jetson.rr_features import beat_peaks
 
     common = ("--data-dir", mitdb, "--records", "119", "--workers", "1")
     run_script("1_preprocessing.py", *common, "--out", tmp_path / "plain")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_script
+from conftest import run_script
 from helpers import fake_scalograms
 from test_jetson import JETSON, infer
 

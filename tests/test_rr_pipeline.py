@@ -210,14 +210,10 @@ def test_device_runs_the_two_input_onnx_on_a_record(rr_run, tmp_path):
 
 
 def test_device_refuses_rr_of_the_wrong_width_or_features(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(REPO / "jetson"))
-    import common
-    import infer_trt
+    from jetson import common, runners
 
     with pytest.raises(common.DeviceError, match=r"shape \(2, 5\)"):
-        infer_trt.rr_or_error(np.zeros((2, 5)), FEATURES)
+        runners.rr_or_error(np.zeros((2, 5)), FEATURES)
     with pytest.raises(common.DeviceError, match="this device computes"):
         common.check_rr_features(FEATURES[::-1], 7, "m.onnx")
     with pytest.raises(common.DeviceError, match="this device computes"):
@@ -235,13 +231,7 @@ def test_device_rr_features_equal_stage1s_on_a_real_record(stage1_rr, tmp_path, 
     """jetson/ with --beats annotations (the .atr's beats, stage 1's normalisation): for every beat
     stage 1 kept from records 119 (PVCs in bigeminy) and 109 (left bundle branch block), the RR and
     morphology features the device feeds the model equal the manifest's."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "jetson"))
-    import infer_trt
-    import scalograms
-    import signal_input
-    import streaming
+    from jetson import runners, scalograms, signal_input, streaming
     from ecg import config, preprocess, scalogram
 
     cfg = config.load(config.parser("").parse_args(
@@ -270,7 +260,7 @@ def test_device_rr_features_equal_stage1s_on_a_real_record(stage1_rr, tmp_path, 
         got = by_sample[int(r["sample"])]
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9, err_msg=r["path"])
         # and what the model gets: the same float32 numbers as the training data loader reads
-        assert np.array_equal(infer_trt.rr_or_error(got[None], both)[0], want.astype(np.float32)), r["path"]
+        assert np.array_equal(runners.rr_or_error(got[None], both)[0], want.astype(np.float32)), r["path"]
 
 
 @pytest.mark.slow

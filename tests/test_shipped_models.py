@@ -75,24 +75,22 @@ def test_compact_pth_agrees_with_its_float_onnx(folder, mitdb):
     """The weights-only .pth (PyTorch) and the float ONNX (BN folded, CLE) label the device's beats
     of record 119's first two minutes alike."""
     import torch
-
-    sys.path.insert(0, str(ROOT / "jetson"))
-    import infer_trt
-    import scalograms
-    import streaming
-    from signal_input import read_wfdb
+    from jetson import labeller, runners
+    from jetson import scalograms
+    from jetson import streaming
+    from jetson.signal_input import read_wfdb
 
     sig = read_wfdb(str(mitdb / "119"))
-    run = infer_trt.OrtRunner(str(folder / "ecg_model_float.onnx"))
+    run = runners.OrtRunner(str(folder / "ecg_model_float.onnx"))
     seen = []
 
     def classify(u8, rr):
-        seen.append((infer_trt.to_input(u8), None if rr is None else np.asarray(rr, np.float32)))
+        seen.append((runners.to_input(u8), None if rr is None else np.asarray(rr, np.float32)))
         logits = run(seen[-1][0], seen[-1][1])
         return logits.argmax(1), logits.max(1)
 
     engine = streaming.BeatEngine(scalograms.load_operator(str(folder / "cwt_operator.npz")), sig.fs, classify,
-                                  **infer_trt.engine_options(run))
+                                  **labeller.engine_options(run))
     engine.push(sig.x[:int(120 * sig.fs)], final=True)
     x = np.concatenate([s[0] for s in seen])
     net, meta = model_io.load(folder / "ecg_model_compact.pth")
@@ -132,9 +130,7 @@ def test_device_reads_the_metadata_without_the_onnx_package(folder):
     device's own protobuf walk must give the same class names and RR features, or labels and
     scoring would fall back to bare indices."""
     import onnx
-
-    sys.path.insert(0, str(ROOT / "jetson"))
-    import common
+    from jetson import common
 
     for name in ("ecg_model_float.onnx", "ecg_model_quantized.onnx"):
         want = {p.key: p.value for p in onnx.load(str(folder / name)).metadata_props}

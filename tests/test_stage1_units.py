@@ -1,5 +1,4 @@
 """Unit tests of the stage-1 building blocks against the plain definitions they replace."""
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -93,10 +92,7 @@ def test_cwt_operator_is_bit_identical_to_pywt_on_unit_vectors():
 def test_device_operator_file_is_compact_and_rebuilds_the_operator_exactly(tmp_path):
     """cwt_operator.npz stores one kernel per scale; the device's rebuilt matrix is the operator
     bit for bit (and the file is ~0.3 MB, not the 32 MB matrix)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jetson"))
-    import scalograms
+    from jetson import scalograms
 
     made = {"cwt_context": "beat", "fs": 360, "freq_min": 1, "freq_max": 100, "wavelet": "mexh", "lead": 0,
             "before": 90, "after": 110, "image_size": 100, "baseline_windows_s": [0.2, 0.6],

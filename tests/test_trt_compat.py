@@ -185,14 +185,9 @@ def test_agreement_rule(tmp_path):
 ])
 def test_trtexec_command(precision, strongly_typed, major, flags, absent):
     """jetson/build_engine.py prints the trtexec line of the build it makes (NVIDIA's tool as a second opinion)."""
-    import importlib
     import shlex
-    import sys
 
-    from conftest import REPO
-
-    sys.path.insert(0, str(REPO / "jetson"))
-    build_engine = importlib.import_module("build_engine")
+    from jetson import build_engine
     cmd = build_engine.trtexec_command("../model_save/m q.onnx", "ecg.engine", precision, strongly_typed, major,
                                        [("input", (1, 100, 100)), ("rr", (7,))], 16, 64, 512, "timing.cache")
     args = shlex.split(cmd)
