@@ -10,7 +10,6 @@ reports/train_log.csv and reports/training_curves.png.
 import json
 import time
 
-import torch
 
 import Class_Dataset as dataset  # the layout's dataset module
 import Class_Model as model  # the layout's model module
@@ -35,17 +34,12 @@ def main(argv=None):
     t = cfg["train"]
     if t["epochs"] < 1:
         raise UserError(f"train.epochs = {t['epochs']}: at least 1 epoch is needed")
-    training.setup(t["seed"], t["threads"])
-    device = distributed.init(t["device"]) or training.pick_device(t["device"])
-    main_process = distributed.is_main()  # under torchrun only rank 0 writes and prints
-
+    out_dir, reports, dest = cfg.path("model_dir"), cfg.path("reports_dir"), cfg.artifact("trained_model")
+    device, main_process = training.start(t, out_dir, reports)  # under torchrun only rank 0 writes and prints
     rr = model.rr_feature_names(cfg)
     train_dir, val_dir, _ = split.checked_dirs(cfg, needed=("train", "val"))
     train_data = dataset.ScalogramDataset(train_dir, rr_features=rr, progress=main_process)
     val_data = dataset.ScalogramDataset(val_dir, classes=train_data.classes, rr_features=rr, progress=main_process)
-    out_dir, reports, dest = cfg.path("model_dir"), cfg.path("reports_dir"), cfg.artifact("trained_model")
-    files.check_writable(out_dir)
-    files.check_writable(reports)
     if main_process:
         print(f"classes {train_data.classes}, train {len(train_data)}, val {len(val_data)}, device {device}, "
               f"processes {distributed.world_size()}")
@@ -53,9 +47,8 @@ def main(argv=None):
     channels = dataset.channels(train_data.images[0])   # 2: beat + the patient's template (stage 1)
     net = model.build_model(len(train_data.classes), cfg["model"]["arch"], rr_features=rr, in_channels=channels,
                             image_input=cfg["model"]["image_input"])
-    if rr:  # standardised with the training split's statistics only (stored in the model)
-        mean, std = model.rr_statistics(train_data.rr)
-        net.rr_mean.copy_(torch.tensor(mean)), net.rr_std.copy_(torch.tensor(std))
+    if rr:
+        model.standardise_rr(net, train_data.rr)
     t0 = time.perf_counter()
     history, best = training.fit(net, train_data, val_data, t, device, dest.with_suffix(".ckpt.pth"),
                                  reports / "train_log.csv", resume=args.resume)

@@ -30,8 +30,7 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     cfg = config.load(args)
-    training.setup(cfg["train"]["seed"], cfg["train"]["threads"])
-    device = training.pick_device(cfg["train"]["device"])
+    device, _ = training.start(cfg["train"], processes=False)
     path = args.model or cfg.artifact("trained_model")
     net, meta = model.load(path)
     # the run's own test folder must be one split with its train/val folders (a test set from

@@ -14,15 +14,14 @@ Writes the pruned model (artifacts.pruned_model: weights + layer shapes; loads w
 weights_only=True), reports/prune_summary.{txt,json}, structure dumps, and the stage-4 test
 report of the pruned model (reports/test_result_pruned.*). The work is done in ecg/pruning.py.
 """
-import json
 from pathlib import Path
 
 import torch
 
 import Class_Dataset as dataset  # the layout's dataset module
 import Class_Model as model  # the layout's model module
-from ecg import config, distributed, evaluation, files, pruning, split, training
-from ecg.errors import UserError, main_guard
+from ecg import config, distributed, pruning, split, training
+from ecg.errors import main_guard
 
 
 def get_args_parser():
@@ -45,38 +44,24 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     cfg = config.load(args)
     pc, tune = cfg["prune"], cfg.section("prune")
-    for r in pc["sweep"] or [pc["ratio"]]:
-        if not 0 < r < 1:
-            raise UserError(f"pruning ratio {r} is outside (0, 1)")
-    training.setup(tune["seed"], tune["threads"])
-    device = distributed.init(tune["device"]) or training.pick_device(tune["device"])
-    main_process = distributed.is_main()  # under torchrun only rank 0 measures, writes and prints
+    pruning.check_ratios(pc["sweep"] or [pc["ratio"]])
+    reports, out_dir = cfg.path("reports_dir"), cfg.path("model_dir")
+    device, main_process = training.start(tune, reports, out_dir)  # under torchrun only rank 0 measures and writes
     src = Path(args.model) if args.model else cfg.artifact("trained_model")
     source, meta = model.load(src)
     source.eval()
-    classes, size, rr = meta["classes"], meta["input_size"][-1], meta.get("rr_features")
-    reports, out_dir = cfg.path("reports_dir"), cfg.path("model_dir")
-    files.check_writable(reports)
-    files.check_writable(out_dir)
-
+    classes, rr = meta["classes"], meta.get("rr_features")
     train_dir, val_dir, test_dir = split.checked_dirs(cfg)
     train_data, val_data, test_data = (dataset.ScalogramDataset(d, classes=classes, rr_features=rr,
                                                                 progress=main_process)
                                        for d in (train_dir, val_dir, test_dir))
     example = dataset.take(test_data, torch.tensor([0]))[0]  # one real input (an (image, rr) pair for RR)
     inputs = model.example_inputs(meta)  # what torch-pruning traces the model with
-
     if pc["sweep"]:
         rows = pruning.sweep(source, pc["sweep"], pc["round_to"], inputs, tune, train_data, val_data, test_data,
                              device, example, out_dir, reports, args.resume)  # every process alike
         distributed.shutdown()
-        if not main_process:
-            return
-        files.write_text(reports / "prune_sweep.json", json.dumps(rows, indent=2))
-        files.write_text(reports / "prune_sweep.txt", pruning.format_sweep(rows))
-        pruning.plot_sweep(reports / "prune_sweep.png", rows)
-        print(pruning.format_sweep(rows), end="")
-        return
+        return pruning.write_sweep(reports, rows) if main_process else None
 
     dest = cfg.artifact("pruned_model")
     net, history = pruning.prune_and_finetune(source, pc["ratio"], pc["round_to"], inputs, tune, train_data, val_data,
@@ -85,32 +70,12 @@ def main(argv=None):
     distributed.shutdown()  # the rest is rank 0's alone, as one process
     if not main_process:
         return
-    before = pruning.figures(source, example)
-    files.write_text(reports / "prune_structure_before.txt", str(source) + "\n")
-    after = pruning.figures(net, example)
-    files.write_text(reports / "prune_structure_after.txt", str(net) + "\n")
-    model.save(dest, net.state_dict(), classes, size, shapes=model.layer_shapes(net), rr_features=rr, arch=meta["arch"],
-               channels=meta["input_size"][0], image_input=meta.get("image_input", "as_is"),
-               pruning_ratio=pc["ratio"], round_to=pc["round_to"])
-    # sizes on disk of the two model files, both in the same weights-only format
-    before["file_bytes"], after["file_bytes"] = src.stat().st_size, dest.stat().st_size
-
-    # the unpruned model's figures: stage 4's report when it was made for this model file and test
-    # split (predicting DS2 again takes 10+ minutes on a CPU), else predicted here
-    m_before = evaluation.reported_scores(reports / "test_result.json", evaluation.provenance(src, test_dir),
-                                          len(test_data))
-    m_before = ({**m_before, "scores_from": "reports/test_result.json (stage 4)"} if m_before else
-                {**pruning.test_scores(source, test_data), "scores_from": "predicted by stage 5 (CPU)"})
-    m_after, _ = evaluation.evaluate_and_report(net, classes, test_data, reports, "test_result_pruned", device,
-                                                evaluation.provenance(dest, test_dir))
-    summary = {"ratio": pc["ratio"], "round_to": pc["round_to"], "importance": "L1 magnitude (p=1)",
-               "before": {**before, **m_before},
-               "after": {**after, "accuracy": m_after["accuracy"], "macro_f1": m_after["macro_f1"]},
-               "fine_tuning": history, "threads": torch.get_num_threads()}
-    files.write_text(reports / "prune_summary.json", json.dumps(summary, indent=2))
+    model.save(dest, net.state_dict(), classes, meta["input_size"][-1], shapes=model.layer_shapes(net),
+               rr_features=rr, arch=meta["arch"], channels=meta["input_size"][0],
+               image_input=meta.get("image_input", "as_is"), pruning_ratio=pc["ratio"], round_to=pc["round_to"])
+    pruning.report(source, net, example, src, dest, test_data, test_dir, reports, device, pc["ratio"],
+                   pc["round_to"], history)
     config.record(cfg, "prune")
-    files.write_text(reports / "prune_summary.txt", pruning.format_summary(summary))
-    print(pruning.format_summary(summary), end="")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ the TensorRT-ready exports.
 
 Writes into model_save/: ecg_model_quantized.onnx (explicit Q/DQ, opset 13: float weights ->
 QuantizeLinear -> DequantizeLinear per channel, int8, zero point 0: TensorRT 8.2-10 INT8),
-ecg_model_quantized_trt10.onnx (the same with INT8-stored weights, ~3.5x smaller: TensorRT >= 10
+ecg_model_qdq_int8_weights.onnx (the same with INT8-stored weights, ~3.5x smaller: TensorRT >= 10
 and ONNX Runtime only), ecg_model_float.onnx (BN-folded float, opset 13: FP16 engines, e.g. the
 Jetson Nano), ecg_model_quantized_encodings.json, ecg_model_qat.pth (QAT weights + encodings, loads
 with weights_only=True); into reports/: weight-range boxplots, qat_log.csv, test_result_qat.*,
-and the test-set logits of both PyTorch models for stage 7's agreement check.
+and into model_save/ the test-set logits of both PyTorch models for stage 7's agreement check
+(ecg/test_logits.py).
 
 A model with RR features (config model.rr_features) is quantized with its two inputs: CLE, BN
 folding and the sim are traced with (image, rr), encodings are computed on (image, rr) pairs of
@@ -23,17 +24,15 @@ DistributedDataParallel (its encodings are computed and its quantizers trained i
 AIMET 2.42 documents no multi-process QAT), so the script refuses with an error. QAT of the
 pruned model is short (README); run it as one process, on a GPU where there is one.
 """
-import os
 import copy
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import Class_Dataset as dataset  # the layout's dataset module
 import Class_Model as model  # the layout's model module
-from ecg import config, evaluation, files, onnx_export, quantization, split, training
-from ecg.errors import UserError, main_guard
+from ecg import config, evaluation, onnx_export, quantization, split, test_logits, training
+from ecg.errors import main_guard
 
 
 def get_args_parser():
@@ -52,37 +51,23 @@ def get_args_parser():
 @main_guard
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("6_AIMET_quantization.py does not run under torchrun: AIMET's QuantizationSimModel is not "
-                        "supported by this pipeline under DistributedDataParallel (encodings and quantizer training "
-                        "are single-process); run it as one process: python 6_AIMET_quantization.py ...")
+    quantization.single_process_only()
     cfg = config.load(args)
     q, t = cfg["qat"], cfg["train"]
-    training.setup(t["seed"], t["threads"])
-    device = training.pick_device(t["device"])
     out_dir, reports = cfg.path("model_dir"), cfg.path("reports_dir")
+    device, _ = training.start(t, out_dir, reports, processes=False)
     src = Path(args.model) if args.model else cfg.artifact("pruned_model")
     net, meta = model.load(src)
-    classes, size, rr = meta["classes"], meta["input_size"][-1], meta.get("rr_features")
+    classes, rr = meta["classes"], meta.get("rr_features")
     inputs, rr_meta = model.example_inputs(meta), onnx_export.rr_metadata(meta)
     train_dir, val_dir, test_dir = split.checked_dirs(cfg)   # one split, not a half-swapped re-run of stage 2
-    train_data = dataset.ScalogramDataset(train_dir, classes=classes, rr_features=rr)
+    train_data, val_data, test_data = (dataset.ScalogramDataset(d, classes=classes, rr_features=rr)
+                                       for d in (train_dir, val_dir, test_dir))
     calib = quantization.calibration_inputs(train_data, q["calibration_images"], t["seed"])
-    val_data = dataset.ScalogramDataset(val_dir, classes=classes, rr_features=rr)
-    test_data = dataset.ScalogramDataset(test_dir, classes=classes, rr_features=rr)
-    files.check_writable(out_dir)
-    files.check_writable(reports)
 
-    # CLE + BN folding, with the weight ranges of one depthwise conv before and after
-    net.eval()
-    before = quantization.weight_ranges(net, q["boxplot_layer"])
-    folding = quantization.equalize_and_fold(net, inputs)
-    quantization.plot_weight_ranges(reports / "weight_ranges_cle.png", before,
-                                    quantization.weight_ranges(net, q["boxplot_layer"]), q["boxplot_layer"])
-    print(f"folded {folding['batch_norms'] - folding['batch_norms_left']} of {folding['batch_norms']} batch norms")
+    quantization.fold_with_plot(net, inputs, reports / "weight_ranges_cle.png", q["boxplot_layer"])
     onnx_export.export_float(net, cfg.artifact("float_onnx"), classes, inputs, rr_meta)
     float_logits = training.predict(net, test_data, torch.device("cpu"), desc="float")
-
     # W8A8 sim, encodings from real training images, then QAT validated on val_images
     sim = quantization.sim_model(copy.deepcopy(net), quantization.write_config(out_dir), inputs, q["quant_scheme"])
     print(f"compute_encodings on {len(calib[0])} training images ({q['quant_scheme']}) ...", flush=True)
@@ -94,23 +79,18 @@ def main(argv=None):
     sim.model.cpu().eval()
     if history:
         training.plot_history(reports / "qat_curves.png", history, "QAT")
-
-    m, qat_logits = evaluation.evaluate_and_report(sim.model, classes, test_data, reports, "test_result_qat",
+    _, qat_logits = evaluation.evaluate_and_report(sim.model, classes, test_data, reports, "test_result_qat",
                                                    torch.device("cpu"), {"model": "AIMET W8A8 simulation (QAT)"})
-    files.save_with(reports / "stage6_test_logits.npz", lambda tmp: np.savez(
-        tmp, float=float_logits.numpy(), qat=qat_logits.numpy(), targets=test_data.targets.numpy(),
-        paths=np.array([str(p) for p in test_data.paths]), split_id=np.array(split.split_id(test_dir) or "")),
-        suffix=".npz")
+    test_logits.save(cfg.artifact("test_logits"), float_logits, qat_logits, test_data, test_dir)
     onnx_export.export_qdq(sim, cfg.artifact("quantized_onnx"), classes, inputs, rr=rr_meta)
-    onnx_export.export_qdq(sim, cfg.artifact("quantized_onnx_int8_weights"), classes, inputs, int8_weights=True,
-                           rr=rr_meta)
+    onnx_export.export_qdq(sim, cfg.artifact("qdq_int8_weights_onnx"), classes, inputs, int8_weights=True, rr=rr_meta)
     quantization.save_encodings(sim, cfg.artifact("encodings"))
-    model.save(cfg.artifact("qat_model"), sim.model.state_dict(), classes, size,
+    model.save(cfg.artifact("qat_model"), sim.model.state_dict(), classes, meta["input_size"][-1],
                shapes=meta.get("layer_shapes"), rr_features=rr, arch=meta["arch"], channels=meta["input_size"][0],
-               image_input=meta.get("image_input", "as_is"), qat={"quant_scheme": q["quant_scheme"], "epochs": len(history),
-                                                    "best_epoch": best["epoch"] if best else None})
+               image_input=meta.get("image_input", "as_is"),
+               qat={"quant_scheme": q["quant_scheme"], "epochs": len(history), "best_epoch": best["epoch"] if best else None})
     config.record(cfg, "qat")
-    print(f"wrote {cfg.artifact('quantized_onnx')}, {cfg.artifact('quantized_onnx_int8_weights')} and "
+    print(f"wrote {cfg.artifact('quantized_onnx')}, {cfg.artifact('qdq_int8_weights_onnx')} and "
           f"{cfg.artifact('float_onnx')}")
 
 

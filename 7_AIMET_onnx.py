@@ -15,13 +15,11 @@ operator jetson/infer_trt.py needs.
 Two-input models (RR features): the files take `image` and `rr`; the RR features named in their
 metadata are read from the test split's manifest and fed beside each image, to every file alike.
 """
-import json
 from pathlib import Path
 
-import numpy as np
 
 import Class_Dataset as dataset  # the layout's dataset module
-from ecg import config, files, onnx_check, onnx_export, preprocess, scalogram, split
+from ecg import config, onnx_check, onnx_export, preprocess, scalogram, split, test_logits
 from ecg.errors import UserError, main_guard
 
 
@@ -40,46 +38,29 @@ def main(argv=None):
     reports, size = cfg.path("reports_dir"), cfg["preprocess"]["image_size"]
     paths = {"float": Path(args.float_onnx) if args.float_onnx else cfg.artifact("float_onnx"),
              "qdq": Path(args.qdq_onnx) if args.qdq_onnx else cfg.artifact("quantized_onnx")}
-    ref_path = reports / "stage6_test_logits.npz"
-
     onnx_check.check_files(paths, size)  # before any work: the files TensorRT gets pass its rules
     m_float = onnx_check.load_checked(paths["float"], size)
     rr = onnx_check.rr_metadata(m_float)  # None: image-only model
-    if not ref_path.is_file():
-        raise UserError(f"{ref_path}: missing (written by 6_AIMET_quantization.py)")
-    ref = np.load(ref_path)
     _, _, test_dir = split.checked_dirs(cfg, needed=("test",))
     data = dataset.ScalogramDataset(test_dir, rr_features=rr and rr["names"])
-    if [str(p) for p in data.paths] != [str(p) for p in ref["paths"]]:
-        raise UserError(f"{test_dir}: not the test set stage 6 evaluated; re-run 6_AIMET_quantization.py")
-    # the same file names can hold other beats after stages 1-2 are re-run: the split id tells
-    if "split_id" in ref.files and str(ref["split_id"]) != (split.split_id(test_dir) or ""):   # older files: no id
-        raise UserError(f"{test_dir}: made by another run of stage 2 than the one stage 6 evaluated; "
-                        "re-run 6_AIMET_quantization.py")
+    references = test_logits.load(cfg.artifact("test_logits"), data, test_dir)
     scalogram.write_device_operator(cfg.artifact("cwt_operator"), preprocess.made_with(cfg), data.classes,
                                     source=cfg.path("scalogram_dir"))
 
     paths["fp16"], paths["dynamic"] = cfg.artifact("fp16_onnx"), cfg.artifact("dynamic_int8_onnx")
     onnx_export.convert_fp16(paths["float"], paths["fp16"])
     onnx_export.quantize_dynamic_int8(paths["float"], paths["dynamic"])
-    if cfg.artifact("quantized_onnx_int8_weights").is_file():  # optional: TensorRT >= 10 / ONNX Runtime only
-        paths["qdq_int8_weights"] = cfg.artifact("quantized_onnx_int8_weights")
+    if cfg.artifact("qdq_int8_weights_onnx").is_file():  # optional: TensorRT >= 10 / ONNX Runtime only
+        paths["qdq_int8_weights"] = cfg.artifact("qdq_int8_weights_onnx")
     tensorrt, qdq = onnx_check.check_files(paths, size)
     images = dataset.as_batch(data.images).numpy()
     inputs = onnx_check.feeds(m_float, images, None if data.rr is None else data.rr.numpy())
-    references = {"PyTorch float": ref["float"], "AIMET sim": ref["qat"]}
     rows, failures = onnx_check.evaluate_variants(onnx_check.stage7_variants(paths), references, inputs,
                                                   data.targets.numpy(), data.classes, time_it=not args.no_timing,
                                                   threads=cfg["train"]["threads"])
-
     summary = {"qdq": qdq, "tensorrt": tensorrt, "results": rows, "test_images": len(data),
-               "onnxruntime_threads": cfg["train"]["threads"] or "all cores"}
-    if rr:
-        summary["rr_features"] = rr
-    files.write_text(reports / "onnx_summary.json", json.dumps(summary, indent=2))
-    text = onnx_check.format_table(summary)
-    files.write_text(reports / "onnx_summary.txt", text)
-    print(text)
+               "onnxruntime_threads": cfg["train"]["threads"] or "all cores", **({"rr_features": rr} if rr else {})}
+    onnx_check.write_summary(reports, summary)
     if failures:
         raise UserError("; ".join(failures))
 

@@ -104,6 +104,14 @@ def rr_statistics(rr):
     return rr.double().mean(0).tolist(), torch.where(std > 0, std, torch.ones_like(std)).tolist()
 
 
+def standardise_rr(net, rr):
+    """Store the training split's RR feature statistics in the model's buffers (rr_mean, rr_std),
+    which standardise its raw RR input; the training split's only, so no test beat leaks in."""
+    mean, std = rr_statistics(rr)
+    net.rr_mean.copy_(torch.tensor(mean))
+    net.rr_std.copy_(torch.tensor(std))
+
+
 def rr_feature_names(cfg):
     """The per-beat features a model built from `cfg` takes, in input order (config
     model.rr_features, then model.morph_features), or None."""

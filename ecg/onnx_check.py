@@ -5,13 +5,14 @@ Conv/Gemm weight quantized to int8 with zero point 0), `trt_compat` verdicts, an
 `evaluate_variants`: each variant's accuracy, macro F1, argmax agreement with its reference,
 size, TensorRT 8.2 verdict and latency, with the agreement rule (`MAX_DISAGREEMENT`).
 """
+import json
 from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import evaluation, trt_compat
+from . import evaluation, files, trt_compat
 from .errors import UserError
 from .onnx_export import IMAGE, INPUT, OPSET, OUTPUT, RR, RR_KEY
 
@@ -266,3 +267,11 @@ def format_table(summary):
         if v["tensorrt_10_form"] != v["tensorrt_8_2"]:
             lines.append(f"  {'':42s} TensorRT >= 10 (INT8 weights allowed): {v['tensorrt_10_form']}")
     return "\n".join(lines) + "\n"
+
+
+def write_summary(reports, summary):
+    """reports/onnx_summary.{json,txt}; prints the table."""
+    files.write_text(Path(reports) / "onnx_summary.json", json.dumps(summary, indent=2))
+    text = format_table(summary)
+    files.write_text(Path(reports) / "onnx_summary.txt", text)
+    print(text)

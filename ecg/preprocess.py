@@ -190,7 +190,7 @@ def stored_settings(out):
 def made_with(cfg):
     """The preprocessing settings behind cfg's scalogram folder: its stamp where there is one
     (stage 1 may have run with other flags than a later stage), else the config's."""
-    return {**cfg["preprocess"], "invalid_symbols": cfg.scheme["invalid_symbols"],
+    return {**cfg["preprocess"], "invalid_symbols": cfg.scheme["invalid_symbols"], "classes": cfg.scheme["classes"],
             **(stored_settings(cfg.path("scalogram_dir")) or {})}
 
 

@@ -1,6 +1,7 @@
 """Stage 5: L1-magnitude channel pruning with torch-pruning, fine-tuning, honest before/after
 figures and the ratio sweep (5_magnitude_channel_pruning.py only orchestrates)."""
 import copy
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +11,12 @@ import torch_pruning as tp
 
 from . import evaluation, files, training
 from .errors import UserError
+
+
+def check_ratios(ratios):
+    for r in ratios:
+        if not 0 < r < 1:
+            raise UserError(f"pruning ratio {r} is outside (0, 1)")
 
 
 def prune(model, ratio=0.5, round_to=None, inputs=None):
@@ -148,3 +155,38 @@ def plot_sweep(path, rows):
     fig.tight_layout()
     files.save_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"), suffix=".png")
     plt.close(fig)
+
+
+def write_sweep(reports, rows):
+    """reports/prune_sweep.{json,txt,png}."""
+    files.write_text(Path(reports) / "prune_sweep.json", json.dumps(rows, indent=2))
+    files.write_text(Path(reports) / "prune_sweep.txt", format_sweep(rows))
+    plot_sweep(Path(reports) / "prune_sweep.png", rows)
+    print(format_sweep(rows), end="")
+
+
+def report(source, net, example, src, dest, test_data, test_dir, reports, device, ratio, round_to, history):
+    """Stage 5's report: size and speed figures before and after, structure dumps, the pruned
+    model's stage-4 test report, reports/prune_summary.{json,txt}; returns the summary."""
+    reports = Path(reports)
+    before, after = figures(source, example), figures(net, example)
+    files.write_text(reports / "prune_structure_before.txt", str(source) + "\n")
+    files.write_text(reports / "prune_structure_after.txt", str(net) + "\n")
+    # sizes on disk of the two model files, both in the same weights-only format
+    before["file_bytes"], after["file_bytes"] = Path(src).stat().st_size, Path(dest).stat().st_size
+    # the unpruned model's scores: stage 4's report when it was made for this model file and test
+    # split (predicting DS2 again takes 10+ minutes on a CPU), else predicted here
+    m_before = evaluation.reported_scores(reports / "test_result.json", evaluation.provenance(src, test_dir),
+                                          len(test_data))
+    m_before = ({**m_before, "scores_from": "reports/test_result.json (stage 4)"} if m_before else
+                {**test_scores(source, test_data), "scores_from": "predicted by stage 5 (CPU)"})
+    m_after, _ = evaluation.evaluate_and_report(net, test_data.classes, test_data, reports, "test_result_pruned",
+                                                device, evaluation.provenance(dest, test_dir))
+    summary = {"ratio": ratio, "round_to": round_to, "importance": "L1 magnitude (p=1)",
+               "before": {**before, **m_before},
+               "after": {**after, "accuracy": m_after["accuracy"], "macro_f1": m_after["macro_f1"]},
+               "fine_tuning": history, "threads": torch.get_num_threads()}
+    files.write_text(reports / "prune_summary.json", json.dumps(summary, indent=2))
+    files.write_text(reports / "prune_summary.txt", format_summary(summary))
+    print(format_summary(summary), end="")
+    return summary

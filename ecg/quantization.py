@@ -20,6 +20,7 @@ What is quantised on the RR path, and why:
   (stage 7's check). tests/test_rr_pipeline.py holds the export to this placement.
 """
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,15 @@ def import_aimet():
     return aimet_torch
 
 
+def single_process_only():
+    """AIMET's QuantizationSimModel is not supported by this pipeline under DistributedDataParallel
+    (encodings and quantizer training are single-process; AIMET 2.42 documents no multi-process QAT)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("6_AIMET_quantization.py does not run under torchrun: AIMET's QuantizationSimModel is not "
+                        "supported by this pipeline under DistributedDataParallel (encodings and quantizer training "
+                        "are single-process); run it as one process: python 6_AIMET_quantization.py ...")
+
+
 def write_config(folder):
     path = Path(folder) / "aimet_trt_config.json"
     files.write_text(path, json.dumps(TRT_CONFIG, indent=2))
@@ -82,6 +92,17 @@ def equalize_and_fold(net, inputs):
     fold_all_batch_norms(net, input_shapes=shapes[0] if len(shapes) == 1 else shapes)
     left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     return {"batch_norms": n_bn, "batch_norms_left": left}
+
+
+def fold_with_plot(net, inputs, plot_path, layer):
+    """CLE + batch-norm folding of `net` (in place), with the per-output-channel weight ranges of
+    `layer` before and after plotted to plot_path; returns equalize_and_fold's counts."""
+    net.eval()
+    before = weight_ranges(net, layer)
+    folding = equalize_and_fold(net, inputs)
+    plot_weight_ranges(plot_path, before, weight_ranges(net, layer), layer)
+    print(f"folded {folding['batch_norms'] - folding['batch_norms_left']} of {folding['batch_norms']} batch norms")
+    return folding
 
 
 def sim_model(net, config_path, inputs, quant_scheme="tf_enhanced"):

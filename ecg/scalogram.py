@@ -216,9 +216,17 @@ DEVICE_SETTINGS = ("fs", "lead", "before", "after", "image_size", "baseline_wind
                    "invalid_symbols")
 
 
+def reader_names(made, classes):
+    """What a person reads for each class (the device's CSV): its name, except the thesis'
+    numbered folders (0-4), which are read by their label (Normal, LBBB, RBBB, PVC, Paced)."""
+    label = {c["name"]: c.get("label", c["name"]) for c in made.get("classes", [])}
+    return [label.get(c, c) if str(c).isdigit() else c for c in classes]
+
+
 def write_device_operator(path, made, classes, source="scalograms"):
     """The device's CWT (jetson/infer_trt.py --record, no PyWavelets there): the operator (compact form),
-    the class names and the stage-1 settings `made` (preprocess.made_with) in one .npz."""
+    the class names (folder names and reader_names) and the stage-1 settings `made`
+    (preprocess.made_with) in one .npz."""
     from . import files
     from .errors import UserError
 
@@ -229,6 +237,7 @@ def write_device_operator(path, made, classes, source="scalograms"):
     n = made["before"] + made["after"]
     kernels = operator_kernels(cwt_operator(n, tuple(sc), made["wavelet"]), n)
     files.save_with(path, lambda tmp: np.savez(tmp, operator_kernels=kernels, classes=np.array(classes),
+                                               class_names=np.array(reader_names(made, classes)),
                                                **{k: np.array(made[k]) for k in DEVICE_SETTINGS}), suffix=".npz")
 
 

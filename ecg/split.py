@@ -4,6 +4,7 @@ import io
 import os
 import shutil
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,32 @@ def write_split_csv(path, items, assignment):
     for (rel, cls, rec), split in zip(items, assignment):
         w.writerow([rel, split, rec, cls])
     files.write_text(path, buf.getvalue())
+
+
+def assign(cfg, items, aami):
+    """The split of `items` the config asks for: split.mode "record" (no record in two splits;
+    for the AAMI scheme (`aami`: the scheme stage 1 used) de Chazal's DS1 -> train/val, DS2 ->
+    test) or "random" (the thesis: beats drawn at random, stratified)."""
+    sp = cfg["split"]
+    if sp["mode"] == "record":
+        return split_by_record(items, sp["random_state"], test_records=sp["ds2"] if aami else None,
+                               train_records=sp["ds1"] if aami else None)
+    return split_random(items, sp["test_size"], sp["random_state"])
+
+
+def summary(items, assignment, mode):
+    """Images per split and class, records per split, records shared by train and test."""
+    recs, shared = shared_records(items, assignment)
+    counts = {s: dict(sorted(Counter(c for (_, c, _), a in zip(items, assignment) if a == s).items()))
+              for s in SPLITS}
+    return {"mode": mode, "images": len(items), "counts": counts, "records": {s: sorted(r) for s, r in recs.items()},
+            "records_shared_train_test": sorted(shared)}
+
+
+def format_summary(summary):
+    lines = [f"{s:5s}: {sum(summary['counts'][s].values()):6d} images  {summary['counts'][s]}  "
+             f"records: {len(summary['records'][s])}" for s in SPLITS]
+    shared = summary["records_shared_train_test"]
+    lines.append(f"records shared by train and test: {len(shared)}"
+                 + (" (intra-patient split: the test score overstates new-patient accuracy)" if shared else ""))
+    return "\n".join(lines)

@@ -34,6 +34,17 @@ def setup(seed, threads=0):
         torch.set_num_threads(threads)
 
 
+def start(section, *writable, processes=True):
+    """The set-up every training stage makes first: seeded and deterministic (setup), its device
+    (one per process under torchrun where `processes`, else pick_device), and the output folders
+    proven writable before any work. Returns (device, main process?)."""
+    setup(section["seed"], section["threads"])
+    device = (distributed.init(section["device"]) if processes else None) or pick_device(section["device"])
+    for folder in writable:
+        files.check_writable(folder)
+    return device, distributed.is_main()
+
+
 CLASS_WEIGHTS = ("inverse", "sqrt", "none")
 
 

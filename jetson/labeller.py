@@ -64,6 +64,16 @@ class BeatWriter(object):
             os.remove(self.tmp)
 
 
+def reader_names(op, classes):
+    """The names the CSV gives the model's classes: the operator file's class_names (stage 7
+    writes them: the thesis' numbered classes by their label, Normal ... PVC; AAMI's by their
+    letter), else the class names themselves (operator files from before)."""
+    if "class_names" not in op or "classes" not in op:
+        return list(classes)
+    names = dict(zip([str(c) for c in op["classes"]], [str(n) for n in op["class_names"]]))
+    return [names.get(c, c) for c in classes]
+
+
 def given_beats(sig, op, beats):
     """--beats annotations: (R peaks at the model's rate, which of them are classified); detect: (None, None)."""
     if beats != "annotations":
@@ -134,7 +144,7 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None):
     engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, opts.normalise, given, keep,
                                   **engine_options(run))
     ref = scoring.Scorer(sig.ann_samples, sig.ann_symbols, sig.fs, classes) if sig.ann_samples is not None else None
-    writer = BeatWriter(out_csv, classes, sig.fs, ref is not None, echo=opts.stream)
+    writer = BeatWriter(out_csv, reader_names(op, classes), sig.fs, ref is not None, echo=opts.stream)
     clock, ok = Clock(), False
     try:
         for x, came, last in signal_steps(sig, chunks):

@@ -1,12 +1,14 @@
-"""Shared fixtures. Test tiers (markers registered in pytest.ini, applied here by fixture):
+"""Shared fixtures. Test tiers (markers registered in pytest.ini) come from the fixtures a test
+uses, and only from them (no test marks itself):
 
-- `data`: needs the MIT-BIH records (MITDB_DIR, else data/mitdb here); skipped without them;
-- `slow`: runs the training stages end to end on a real subset (minutes);
+- `data`: it uses `mitdb` (the MIT-BIH records: MITDB_DIR, else data/mitdb here; skipped
+  without them) or a slow fixture;
+- `slow`: it uses a fixture of SLOW_FIXTURES, the training stages run end to end on a real
+  subset (minutes), including the modules' own fixtures built on them;
 - everything else is the unit tier: `make test-fast` (pytest -m "not data and not slow").
 
-A test that reaches these fixtures through `request.getfixturevalue` is invisible to the
-markers: mark it (or its module, `pytestmark`) by hand; `subset` also skips in a run that
-excludes the slow tier, so such a test never starts the training stages there.
+A fixture that reaches a slow one through `request.getfixturevalue` must be listed in
+SLOW_FIXTURES (tests/test_layers.py checks that every test of such a fixture is marked).
 """
 import contextlib
 import importlib.util
@@ -21,13 +23,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 MITDB = Path(os.environ.get("MITDB_DIR") or REPO / "data" / "mitdb")
-SLOW_FIXTURES = {"subset", "trained", "pruned", "quantized"}
+SLOW_FIXTURES = {"subset", "trained", "pruned", "quantized",   # here
+                 "model", "trained_work", "rr_run", "relative_run"}  # test_device_record/_report/_rr_pipeline/_patient_relative
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
-        if "mitdb" in used:
+        if "mitdb" in used or used & SLOW_FIXTURES:
             item.add_marker(pytest.mark.data)
         if used & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)

@@ -46,3 +46,14 @@ def subset_with_manifest(full, scal, per_class):
     (scal / ".parts").mkdir()
     (scal / ".parts" / "settings.json").write_text((full / ".parts" / "settings.json").read_text())
     return scal
+
+
+def _thesis_names():
+    import tomllib
+
+    with open(Path(__file__).resolve().parents[1] / "configs" / "thesis.toml", "rb") as f:
+        return [c["label"] for c in tomllib.load(f)["schemes"]["thesis"]["classes"]]
+
+
+# what the device's CSV calls the thesis classes 0..4 (the config's labels: Normal, LBBB, RBBB, PVC, Paced)
+THESIS_NAMES = _thesis_names()

@@ -147,7 +147,7 @@ def test_record_inference_matches_stage1_pixels(quantized, mitdb, tmp_path):
     labels = list(csv.DictReader(open(out)))
     assert len(labels) == len(beats) and "real time" in run.stdout
     v = [r for r in labels if r["annotation"] == "V"]
-    assert sum(r["predicted"] == "3" for r in v) / len(v) > 0.7  # PVCs recognised as class 3
+    assert sum(r["predicted"] == "PVC" for r in v) / len(v) > 0.7  # PVCs recognised as class 3 (PVC)
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "size", "rate"])

@@ -3,7 +3,6 @@ imports it back, directly or through others, so each can be read and tested from
 (docs/design.md, "Who owns what")."""
 import ast
 
-import pytest
 
 from conftest import REPO
 
@@ -69,3 +68,32 @@ def test_the_check_finds_the_upward_import_this_project_had(tmp_path):
     assert imports(p, "ecg") == {"ecg.training", "ecg.evaluation"}
     g = {**graph(), "ecg.model": imports(p, "ecg")}
     assert find_cycle(g) in (["ecg.model", "ecg.training", "ecg.model"], ["ecg.training", "ecg.model", "ecg.training"])
+
+
+def test_numbered_scripts_are_thin_and_jetson_modules_short():
+    """Scripts parse arguments and orchestrate (main <= 45 lines; the work is in ecg/); no device
+    module over 350 lines (one responsibility each)."""
+    for script in sorted(REPO.glob("[1-7]_*.py")):
+        mains = [n for n in ast.parse(script.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+        assert len(mains) == 1 and mains[0].args.args[0].arg == "argv", script.name
+        start = min([mains[0].lineno] + [d.lineno for d in mains[0].decorator_list])
+        assert mains[0].end_lineno - start + 1 <= 45, (script.name, mains[0].end_lineno - start + 1)
+    for module in sorted((REPO / "jetson").glob("*.py")):
+        assert len(module.read_text().splitlines()) <= 350, module.name
+
+
+def test_tiers_are_marked_one_way():
+    """Tiers come from fixtures (conftest.SLOW_FIXTURES, `mitdb`), never from marks in a test
+    file; a fixture that fetches a slow fixture by name is itself listed as slow."""
+    import re
+
+    from conftest import SLOW_FIXTURES
+
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        text = path.read_text()
+        assert not re.search(r"pytest\.mark\.(slow|data)\b|^pytestmark", text, re.M), path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef) and any(
+                    isinstance(d, (ast.Call, ast.Attribute)) and "fixture" in ast.unparse(d) for d in node.decorator_list):
+                fetched = set(re.findall(r'getfixturevalue\("(\w+)"\)', ast.unparse(node)))
+                assert not fetched & SLOW_FIXTURES or node.name in SLOW_FIXTURES, (path.name, node.name)

@@ -143,7 +143,6 @@ def test_two_channel_models_build_save_load_and_export(tmp_path):
     onnx_check.load_checked(tmp_path / "m.onnx")   # two channels are a shape of this pipeline
 
 
-@pytest.mark.data
 def test_stage1_template_channel_equals_the_devices_on_a_real_record(mitdb, tmp_path):
     """Stage 1 with preprocess.template_channel on record 119: channel 0 is the plain run's image
     byte for byte, and the device (annotated beats, the record's normalisation) makes both

@@ -10,15 +10,16 @@ from onnx import numpy_helper
 from conftest import run_main, run_script
 from ecg import dataset, onnx_check, trt_compat
 
-FLOAT, QDQ, COMPACT = "ecg_model_float.onnx", "ecg_model_quantized.onnx", "ecg_model_quantized_trt10.onnx"
+FLOAT, QDQ, QDQ_INT8_WEIGHTS = "ecg_model_float.onnx", "ecg_model_quantized.onnx", "ecg_model_qdq_int8_weights.onnx"
 FP16, DYNAMIC = "ecg_model_fp16.onnx", "ecg_model_quantized_int8.onnx"
 
 
 def test_qat_exports_and_reports(quantized):
     out, rep = quantized / "model_save", quantized / "reports"
-    for f in (QDQ, COMPACT, FLOAT, FP16, DYNAMIC, "ecg_model_quantized_encodings.json", "ecg_model_qat.pth"):
+    for f in (QDQ, QDQ_INT8_WEIGHTS, FLOAT, FP16, DYNAMIC, "ecg_model_quantized_encodings.json", "ecg_model_qat.pth",
+              "stage6_test_logits.npz"):
         assert (out / f).is_file(), f
-    for f in ("weight_ranges_cle.png", "qat_log.csv", "test_result_qat.json", "stage6_test_logits.npz"):
+    for f in ("weight_ranges_cle.png", "qat_log.csv", "test_result_qat.json"):
         assert (rep / f).is_file(), f
     assert len((rep / "qat_log.csv").read_text().splitlines()) == 2
     result = json.loads((rep / "test_result_qat.json").read_text())
@@ -57,25 +58,25 @@ def test_every_export_against_tensorrt_rules(quantized):
     out = quantized / "model_save"
     for f in (FLOAT, QDQ, FP16):
         assert trt_compat.violations(onnx_check.load_checked(out / f)) == [], f
-    compact = onnx_check.load_checked(out / COMPACT)  # the old form: INT8 initializers into DequantizeLinear
+    compact = onnx_check.load_checked(out / QDQ_INT8_WEIGHTS)  # the old form: INT8 initializers into DequantizeLinear
     found = trt_compat.violations(compact)
     assert {v.rule for v in found} == {"int8-weights"}
     assert len(found) == onnx_check.qdq_summary(compact)["quantized_conv_gemm"]
     assert trt_compat.violations(compact, allow_int8_weights=True) == []
     assert "op" in {v.rule for v in trt_compat.violations(onnx_check.load_checked(out / DYNAMIC))}
-    assert (out / COMPACT).stat().st_size < (out / FLOAT).stat().st_size / 3
+    assert (out / QDQ_INT8_WEIGHTS).stat().st_size < (out / FLOAT).stat().st_size / 3
 
 
 def test_qdq_onnx_agrees_with_simulation(quantized):
-    ref = np.load(quantized / "reports" / "stage6_test_logits.npz")
+    ref = np.load(quantized / "model_save" / "stage6_test_logits.npz")
     data = dataset.ScalogramDataset(quantized / "data" / "test_images", progress=False)
     x = data.images.unsqueeze(1).float().div(255).numpy()
     logits = {f: onnx_check.run_all(onnx_check.session(quantized / "model_save" / f, optimize=False), x)
-              for f in (QDQ, COMPACT)}
+              for f in (QDQ, QDQ_INT8_WEIGHTS)}
     assert (logits[QDQ].argmax(1) == ref["qat"].argmax(1)).mean() >= 0.99
     # both forms hold the same quantized weights
-    assert (logits[QDQ].argmax(1) == logits[COMPACT].argmax(1)).all()
-    np.testing.assert_allclose(logits[QDQ], logits[COMPACT], rtol=0, atol=1e-5)
+    assert (logits[QDQ].argmax(1) == logits[QDQ_INT8_WEIGHTS].argmax(1)).all()
+    np.testing.assert_allclose(logits[QDQ], logits[QDQ_INT8_WEIGHTS], rtol=0, atol=1e-5)
 
 
 def test_stage7_table(quantized):
@@ -89,11 +90,11 @@ def test_stage7_table(quantized):
         cm = np.array(r["confusion_matrix"])
         assert cm.sum() == s["test_images"] and np.trace(cm) / cm.sum() == pytest.approx(r["accuracy"])
         assert set(r["per_class"]) == set(rows[next(iter(rows))]["per_class"]) and len(r["per_class"]) == len(cm)
-    assert {r["file"] for r in rows.values() if r["strict"]} == {FLOAT, FP16, QDQ, COMPACT}
+    assert {r["file"] for r in rows.values() if r["strict"]} == {FLOAT, FP16, QDQ, QDQ_INT8_WEIGHTS}
     trt = s["tensorrt"]
     assert {f: trt[f]["tensorrt_8_2"] for f in (FLOAT, QDQ, FP16)} == {FLOAT: "ok", QDQ: "ok", FP16: "ok"}
-    assert trt[COMPACT]["tensorrt_8_2"].startswith("no: ") and "int8-weights violations" in trt[COMPACT]["tensorrt_8_2"]
-    assert trt[COMPACT]["tensorrt_10_form"] == "ok"
+    assert trt[QDQ_INT8_WEIGHTS]["tensorrt_8_2"].startswith("no: ") and "int8-weights violations" in trt[QDQ_INT8_WEIGHTS]["tensorrt_8_2"]
+    assert trt[QDQ_INT8_WEIGHTS]["tensorrt_10_form"] == "ok"
     assert trt[DYNAMIC]["tensorrt_8_2"].startswith("no: ") and " op violations" in trt[DYNAMIC]["tensorrt_8_2"]
     text = (quantized / "reports" / "onnx_summary.txt").read_text()
     assert "TensorRT 8.2: ok" in text and "FP16" in text
@@ -103,9 +104,9 @@ def test_stage7_table(quantized):
 def test_stage7_refuses_int8_weight_initializers(quantized):
     """The INT8-initializer Q/DQ form as the INT8 engine's file: TensorRT 8.x would not parse it."""
     proc = run_script("7_AIMET_onnx.py", "--workdir", quantized, "--qdq-onnx",
-                      quantized / "model_save" / COMPACT, check=False)
+                      quantized / "model_save" / QDQ_INT8_WEIGHTS, check=False)
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"error: {quantized / 'model_save' / COMPACT}: TensorRT 8.2 would not parse it")
+    assert proc.stderr.startswith(f"error: {quantized / 'model_save' / QDQ_INT8_WEIGHTS}: TensorRT 8.2 would not parse it")
     assert "(DequantizeLinear): int8-weights" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 

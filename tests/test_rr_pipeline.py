@@ -117,7 +117,6 @@ def rr_run(stage1_rr, request):
     return stage1_rr
 
 
-@pytest.mark.slow
 def test_stage5_prunes_the_rr_model_and_keeps_its_features(rr_run):
     trained, tmeta = model.load(rr_run / "model_save" / "ecg_model.pth")
     net, meta = model.load(rr_run / "model_save" / "ecg_model_compact.pth")
@@ -130,10 +129,9 @@ def test_stage5_prunes_the_rr_model_and_keeps_its_features(rr_run):
     assert (rr_run / "reports" / "test_result_pruned.json").is_file()
 
 
-@pytest.mark.slow
 def test_exports_take_image_and_rr_with_names_and_normalisation(rr_run):
     _, meta = model.load(rr_run / "model_save" / "ecg_model_compact.pth")
-    for f in (FLOAT, QDQ, FP16, "ecg_model_quantized_trt10.onnx"):
+    for f in (FLOAT, QDQ, FP16, "ecg_model_qdq_int8_weights.onnx"):
         m = onnx_check.load_checked(rr_run / "model_save" / f)
         dims = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in m.graph.input}
         assert dims == {"image": ["batch", 1, 100, 100], "rr": ["batch", 7]}, f
@@ -142,7 +140,6 @@ def test_exports_take_image_and_rr_with_names_and_normalisation(rr_run):
     assert qmeta["rr_features"] == FEATURES
 
 
-@pytest.mark.slow
 def test_qdq_export_quantises_the_rr_path_after_its_standardisation(rr_run):
     """The raw rr input and its standardisation (Sub, Div) are float; the standardised features
     enter a QuantizeLinear before rr_layer's Gemm; every Conv/Gemm has int8 weights."""
@@ -157,13 +154,12 @@ def test_qdq_export_quantises_the_rr_path_after_its_standardisation(rr_run):
     assert s["quantized_conv_gemm"] == sum(n.op_type in ("Conv", "Gemm") for n in m.graph.node)
 
 
-@pytest.mark.slow
 def test_two_input_onnx_agrees_with_pytorch(rr_run):
     """Float ONNX against the PyTorch model, Q/DQ ONNX (exact Q/DQ semantics) against the AIMET
     simulation, on the test split's images with their RR features from its manifest."""
     from ecg import dataset
 
-    ref = np.load(rr_run / "reports" / "stage6_test_logits.npz")
+    ref = np.load(rr_run / "model_save" / "stage6_test_logits.npz")
     data = dataset.ScalogramDataset(rr_run / "data" / "test_images", rr_features=FEATURES, progress=False)
     assert [str(p) for p in data.paths] == [str(p) for p in ref["paths"]]
     m = onnx_check.load_checked(rr_run / "model_save" / FLOAT)
@@ -177,7 +173,6 @@ def test_two_input_onnx_agrees_with_pytorch(rr_run):
     assert not np.allclose(other, flt)
 
 
-@pytest.mark.slow
 def test_stage7_table_with_two_inputs(rr_run):
     s = json.loads((rr_run / "reports" / "onnx_summary.json").read_text())
     assert s["rr_features"]["names"] == FEATURES
@@ -194,7 +189,6 @@ def device(*args):
                           capture_output=True, text=True, cwd=REPO / "jetson")
 
 
-@pytest.mark.slow
 def test_device_runs_the_two_input_onnx_on_a_record(rr_run, tmp_path):
     ms = rr_run / "model_save"
     out = tmp_path / "beats.csv"
@@ -263,7 +257,6 @@ def test_device_rr_features_equal_stage1s_on_a_real_record(stage1_rr, tmp_path, 
         assert np.array_equal(runners.rr_or_error(got[None], both)[0], want.astype(np.float32)), r["path"]
 
 
-@pytest.mark.slow
 def test_stage5_under_torchrun_two_processes(rr_run, tmp_path):
     """torchrun (gloo, 2 CPU processes): both prune alike, fine-tune under DDP; rank 0 alone writes
     a compact model that loads and takes (image, rr)."""
