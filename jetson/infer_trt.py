@@ -20,7 +20,7 @@ if __name__ == "__main__" and not __package__:   # `cd jetson && python3 infer_t
     import jetson  # noqa: F401,E402
     __package__ = "jetson"
 
-from . import report, scalograms  # noqa: E402
+from . import qrs, report, scalograms  # noqa: E402
 from .common import DeviceError, main_guard  # noqa: E402
 from .image_folder import classify_folder  # noqa: E402
 from .labeller import LabelOptions  # noqa: E402
@@ -48,7 +48,20 @@ def get_args_parser():
     p.add_argument("--normalise", choices=["record", "running"],
                    help="amplitude: mean R height of the whole record (stage 1; batch default) or of the last "
                         "300 s (causal; the --stream default and only choice)")
+    det = p.add_argument_group("QRS detector (jetson/qrs.py; defaults chosen on DS1, bench/bench_detection.py)")
+    det.add_argument("--qrs-threshold", type=float, default=qrs.THRESHOLD, metavar="F",
+                     help="a QRS is a candidate above noise + F x (QRS level - noise level) (0 < F < 1)")
+    det.add_argument("--qrs-searchback", type=float, default=qrs.SEARCHBACK_RR, metavar="RR",
+                     help="no QRS for RR x the mean RR: take the best candidate above half the threshold")
+    det.add_argument("--qrs-refractory-s", type=float, default=qrs.REFRACTORY_S, metavar="S",
+                     help="no second QRS within S seconds")
+    det.add_argument("--qrs-t-wave-s", type=float, default=qrs.T_WAVE_S, metavar="S",
+                     help="within S seconds of a QRS, a candidate with under half its slope is a T wave")
     p.add_argument("--stream", action="store_true", help="process the input in chunks as it arrives")
+    p.add_argument("--block-s", type=float, default=300.0, metavar="S",
+                   help="batch mode: work through the signal in blocks of S seconds, so memory is bounded by "
+                        "the block, not the recording (the labels are those of the whole signal at once); "
+                        "0 = the whole signal at once")
     p.add_argument("--realtime", type=float, nargs="?", const=1.0, metavar="SPEED",
                    help="with --stream: read the input at real-time pace (times SPEED)")
     p.add_argument("--chunk-s", type=float, default=0.25, help="--stream chunk length in seconds")
@@ -76,6 +89,8 @@ def check_args(args):
                           "record's mean is not known while it streams")
     if args.stream and args.beats == "annotations":
         raise DeviceError("--beats annotations is for whole records, not --stream")
+    if args.block_s < 0:
+        raise DeviceError("--block-s must be 0 (the whole signal at once) or more")
     if args.realtime is not None and (not args.stream or args.realtime <= 0):
         raise DeviceError("--realtime needs --stream and a positive speed")
     if args.csv and args.beats == "annotations":
@@ -104,17 +119,25 @@ def check_args(args):
                 os.path.dirname(os.path.abspath(args.out))))
 
 
+def detector_settings(args):
+    try:
+        return qrs.Settings(args.qrs_threshold, args.qrs_searchback, args.qrs_refractory_s, args.qrs_t_wave_s)
+    except ValueError as e:
+        raise DeviceError("--qrs-*: {}".format(e))
+
+
 @main_guard
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
+    detector_settings(args)   # bad detector settings are refused before the model loads
     run = open_runner(args.backend, args.engine, args.onnx)
     if args.images:
         classify_folder(run, args.images, args.batch, args.repeats)
         return
     op = scalograms.load_operator(args.operator)
     source = Source(args.record, args.csv, args.fs, args.column, args.lead, args.stream, args.chunk_s, args.realtime)
-    opts = LabelOptions(args.beats, args.normalise, args.stream, args.batch)
+    opts = LabelOptions(args.beats, args.normalise, args.stream, args.batch, args.block_s, detector_settings(args))
     pictures = Pictures(args.plot, args.report, args.gallery, args.low_confidence,
                         args.engine if args.backend == "tensorrt" else args.onnx, args.backend)
     if args.records:

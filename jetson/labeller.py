@@ -19,8 +19,12 @@ from .runners import model_classes, softmax_classifier
 class LabelOptions(object):
     """How a signal is labelled: infer_trt.py's flags of the same names."""
 
-    def __init__(self, beats="detect", normalise=None, stream=False, batch=64):
+    def __init__(self, beats="detect", normalise=None, stream=False, batch=64, block_s=300.0, detector=None):
         self.beats, self.stream, self.batch = beats, bool(stream), int(batch)
+        self.detector = detector   # qrs.Settings (None: the defaults)
+        # batch mode works through the signal in blocks of block_s seconds (0: all at once): memory
+        # bounded by the block, not the recording; the labels are those of the whole signal at once
+        self.block_s = float(block_s)
         # the whole record's mean R height is not known while it streams
         self.normalise = normalise or ("running" if stream else "record")
 
@@ -83,15 +87,27 @@ def given_beats(sig, op, beats):
     return given, ~np.isin(symbols, [str(s) for s in op["invalid_symbols"]])
 
 
-def signal_steps(sig, chunks):
-    """(samples, arrival time, last?) : batch gives the whole signal as one final step; a stream
-    each chunk as it comes, then the end of the signal."""
+def signal_steps(sig, chunks, block=0):
+    """(samples, arrival time, last?): batch gives the whole signal in blocks of `block` samples
+    (0: one block), the last one final; a stream each chunk as it comes, then the end of the signal."""
     if chunks is None:
-        yield sig.x, time.perf_counter(), True
+        step = block or max(len(sig.x), 1)
+        for start in range(0, max(len(sig.x), 1), step):
+            yield sig.x[start:start + step], time.perf_counter(), start + step >= len(sig.x)
         return
     for x, came in chunks:
         yield x, came, False
     yield np.zeros(0), None, True
+
+
+def record_norm(op, sig, given, keep, block, detector=None):
+    """The whole record's mean R height (stage 1's normalisation), from a detection-only pass over
+    the signal in blocks: the same beats, heights and mean as the full pass finds (the engine is
+    exact chunk by chunk), without holding the record's windows and images at once."""
+    engine = streaming.BeatEngine(op, sig.fs, None, "record", given, keep, detector=detector)
+    for x, _, last in signal_steps(sig, None, block):
+        engine.push(x, final=last)
+    return float(np.mean(np.asarray(engine.kept_heights))) if engine.kept_heights else float("nan")
 
 
 class Clock(object):
@@ -141,13 +157,17 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None):
     classes = model_classes(run)
     given, keep = given_beats(sig, op, opts.beats)
     classify = softmax_classifier(run, opts.batch)
+    block = int(opts.block_s * sig.fs) if chunks is None else 0
+    t0 = time.perf_counter()
+    norm = record_norm(op, sig, given, keep, block, opts.detector) if block and opts.normalise == "record" else None
     engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, opts.normalise, given, keep,
-                                  **engine_options(run))
+                                  record_norm=norm, detector=opts.detector, **engine_options(run))
     ref = scoring.Scorer(sig.ann_samples, sig.ann_symbols, sig.fs, classes) if sig.ann_samples is not None else None
     writer = BeatWriter(out_csv, reader_names(op, classes), sig.fs, ref is not None, echo=opts.stream)
     clock, ok = Clock(), False
+    clock.busy = time.perf_counter() - t0   # the first pass is processing time too
     try:
-        for x, came, last in signal_steps(sig, chunks):
+        for x, came, last in signal_steps(sig, chunks, block):
             clock.arrived(len(x), came)
             if log and chunks is not None and len(x):
                 log.signal(x)

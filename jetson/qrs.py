@@ -9,7 +9,7 @@ A Pan-Tompkins / Hamilton-Tompkins style detector, vectorised where it can be:
    on a buffer (streaming.py).
 2. candidates: the local maxima of the MWI within +-CANDIDATE_RADIUS_S (a maximum filter),
    each with its MWI height and the largest slope of the band-passed signal around it.
-3. decision (`Decider`): a small state machine over the candidates in time order (a Python
+3. decision (`Decider`, its settings in `Settings`): a small state machine over the candidates in time order (a Python
    loop over a few candidates per beat): adaptive threshold between the median of the last
    eight QRS heights and the median of the last eight noise heights (heights are the square
    root of the MWI, so a PVC 20x a normal beat's squared slope does not hide the normal beats),
@@ -33,6 +33,23 @@ THRESHOLD = 0.25            # chosen on DS1 among 0.2 / 0.25 / 0.3125 (Hamilton-
 INIT_S = 8.0                # seconds whose maxima seed the QRS heights
 POSITION_S = 0.1            # the QRS is looked for within +-POSITION_S of the MWI peak
 MAX_PENDING = 64            # candidates kept for a search-back (bounded memory without beats)
+
+
+
+
+class Settings(object):
+    """The decision's tunable settings (infer_trt.py --qrs-*); the defaults are the constants above,
+    chosen on DS1 (bench/bench_detection.py; docs/design.md "Where to change what")."""
+
+    def __init__(self, threshold=THRESHOLD, searchback_rr=SEARCHBACK_RR, refractory_s=REFRACTORY_S,
+                 t_wave_s=T_WAVE_S):
+        self.threshold, self.searchback_rr = float(threshold), float(searchback_rr)
+        self.refractory_s, self.t_wave_s = float(refractory_s), float(t_wave_s)
+        if not 0 < self.threshold < 1:
+            raise ValueError("the QRS threshold must lie between 0 (the noise level) and 1 (the QRS level)")
+        if self.searchback_rr <= 1 or self.refractory_s <= 0 or self.t_wave_s < self.refractory_s:
+            raise ValueError("the search-back must exceed 1 mean RR, the refractory period be positive and "
+                             "the T-wave window at least as long as it")
 
 
 _KERNELS = {}
@@ -113,22 +130,23 @@ class Decider(object):
     time order and never revised. `finish()` ends the signal.
     """
 
-    def __init__(self, fs, seed_heights):
+    def __init__(self, fs, seed_heights, settings=None):
         self.fs = float(fs)
+        self.settings = settings = settings or Settings()
         seeds = np.asarray(seed_heights, dtype=np.float64)
         self.qrs_h = list(seeds[-8:]) if len(seeds) else [0.0]
         self.noise_h = [0.0]
         self.rr = []
         self.last = None            # (mwi index, position, slope) of the last QRS
         self.pending = []           # candidates since the last QRS that were not taken
-        self.refractory = int(round(REFRACTORY_S * fs))
-        self.t_wave = int(round(T_WAVE_S * fs))
+        self.refractory = int(round(settings.refractory_s * fs))
+        self.t_wave = int(round(settings.t_wave_s * fs))
         self._th = None
 
     def threshold(self):
         if self._th is None:
             n, q = _median(self.noise_h), _median(self.qrs_h)
-            self._th = n + THRESHOLD * (q - n)
+            self._th = n + self.settings.threshold * (q - n)
         return self._th
 
     def _rr_mean(self):
@@ -151,7 +169,7 @@ class Decider(object):
     def _search_back(self, until, out):
         """No QRS between the last one and `until`: take the best pending candidate, if any."""
         rr = self._rr_mean()
-        if self.last is None or rr is None or until - self.last[0] <= SEARCHBACK_RR * rr:
+        if self.last is None or rr is None or until - self.last[0] <= self.settings.searchback_rr * rr:
             return
         th = 0.5 * self.threshold()
         best = None
@@ -196,10 +214,10 @@ def seed_heights(mwi, fs):
     return np.sqrt(mwi[:k * n].reshape(k, n).max(axis=1))
 
 
-def detect(x, fs):
+def detect(x, fs, settings=None):
     """R-peak positions (sample numbers of x) of a whole lead sampled at fs Hz."""
     x = np.asarray(x, dtype=np.float64)
     bp, slope, mwi = features(x, fs)
-    d = Decider(fs, seed_heights(mwi, fs))
+    d = Decider(fs, seed_heights(mwi, fs), settings)
     peaks = d.feed(*candidates(bp, slope, mwi, fs)) + d.finish(len(x))
     return np.asarray(peaks, dtype=np.int64)

@@ -35,15 +35,46 @@ def load_operator(path):
     return op
 
 
+SMALL = 16   # fewer windows than this: the CWT by FFT (a stream's one or two beats per chunk)
+
+
+def kernels_of(op):
+    """The operator's per-scale kernels (n_scales, 2n-1): stored (compact files) or read off the matrix."""
+    if "operator_kernels" in op:
+        return op["operator_kernels"]
+    matrix = op["operator"]
+    n = matrix.shape[0]
+    op3 = matrix.reshape(n, -1, n)
+    return np.concatenate([op3[::-1, :, 0].T, op3[0, :, 1:]], axis=1)
+
+
+def cwt_by_fft(windows, op):
+    """(B, n_scales, n) = (windows @ operator) reshaped, computed as one full convolution per scale
+    through the FFT: ~100x fewer operations than the matrix product for one window, which
+    otherwise reads the whole 32 MB operator for each beat of a stream. Equal to the product up
+    to rounding (~1e-15 relative), so a pixel could differ only where a value lies that close to
+    an integer step of the uint8 image."""
+    n = windows.shape[1]
+    # the full convolution has 3n - 2 terms; we keep n - 1 .. 2n - 2, which a circular one of size
+    # 2n leaves unaliased (their aliases, 2n away, lie outside 0 .. 3n - 3)
+    size = 2 * n
+    if op.get("_fft_size") != size:
+        op["_kernels_fft"], op["_fft_size"] = np.fft.rfft(kernels_of(op), size), size
+    full = np.fft.irfft(np.fft.rfft(windows, size)[:, None, :] * op["_kernels_fft"][None], size)
+    return full[:, :, n - 1:2 * n - 1]
+
+
 def images(windows, op, batch=128):
-    """uint8 (B, size, size) scalograms of (B, 200) windows."""
+    """uint8 (B, size, size) scalograms of (B, 200) windows: stage 1's CWT (the operator matrix;
+    by FFT for fewer than SMALL windows), |CWT| min-max scaled per image, resized bicubic."""
     import cv2
 
     matrix, size = op["operator"], int(op["image_size"])
     n = windows.shape[1]
     out = np.empty((len(windows), size, size), np.uint8)
     for start in range(0, len(windows), batch):
-        s = np.abs(windows[start:start + batch] @ matrix).reshape(-1, matrix.shape[1] // n, n)
+        w = windows[start:start + batch]
+        s = np.abs(cwt_by_fft(w, op) if len(w) < SMALL else (w @ matrix).reshape(-1, matrix.shape[1] // n, n))
         s -= s.min(axis=(1, 2), keepdims=True)
         s /= s.max(axis=(1, 2), keepdims=True) + 1e-6
         s *= 255

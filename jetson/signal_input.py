@@ -218,6 +218,14 @@ class CsvReader(object):
                     self.name, self.line_no))
                 self.cut = True
                 break
+            if self.index is not None:   # the common line, a plain number, parsed without splitting and stripping
+                try:
+                    values.append(float(line) if self.index == 0 and self.sep is None
+                                  else float(line.split(self.sep)[self.index]))
+                    lines.append(self.line_no)
+                    continue
+                except (ValueError, IndexError):
+                    pass                 # anything else takes the careful way below
             line = line.strip()
             if not line or line.startswith("#"):
                 continue

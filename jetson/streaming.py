@@ -103,15 +103,21 @@ class BeatEngine(object):
     scalogram of its running template (stage 1's preprocess.template_channel). given_peaks (model-rate sample numbers, sorted) replaces the detector
     (--beats annotations), with `keep` saying which of them are classified (the others only count
     for RR and the template).
+
+    normalisation "record" divides by the mean R height of the record's classified beats: on a
+    whole signal pushed at once that is known; pushed in blocks it must be given (`record_norm`,
+    from a first detection-only pass over the blocks: `kept_heights`, the heights in order).
     """
 
     def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None, morphology=False,
-                 template_channel=False):
+                 template_channel=False, record_norm=None, detector=None):
         from . import scalograms
 
         if normalisation not in NORMALISATIONS:
             raise DeviceError("unknown normalisation '{}'".format(normalisation))
         self.op, self.classify, self.norm = op, classify, normalisation
+        self.record_norm, self.detector = record_norm, detector   # detector: qrs.Settings (None: defaults)
+        self.kept_heights = [] if classify is None and normalisation == "record" else None
         self.images = scalograms.images
         self.fs, self.fs_in = float(op["fs"]), float(fs_in)
         self.resampler = Resampler(self.fs_in, self.fs)
@@ -166,7 +172,7 @@ class BeatEngine(object):
             if not self.final and self.n < init + self.m_feat:
                 return
             _, _, mwi = qrs.features(self.y[:min(self.n, init + self.m_feat)], self.fs)
-            self.decider = qrs.Decider(self.fs, qrs.seed_heights(mwi[:min(self.n, init)], self.fs))
+            self.decider = qrs.Decider(self.fs, qrs.seed_heights(mwi[:min(self.n, init)], self.fs), self.detector)
         if end > self.c_end:
             a = max(self.c_end - self.m_feat, 0)
             bp, slope, mwi = qrs.features(self.y[a - self.y0:self.n - self.y0], self.fs)
@@ -192,6 +198,8 @@ class BeatEngine(object):
             self.peaks.append(p)
             self.heights.append(float(self.filt[p - self.y0]))
             self.flags.append(flag)
+            if flag and self.kept_heights is not None:
+                self.kept_heights.append(self.heights[-1])
 
     # -- beats ----------------------------------------------------------------------------
     def _ready(self):
@@ -217,6 +225,8 @@ class BeatEngine(object):
     def _norm(self, rel):
         heights = np.asarray(self.heights)
         ok = np.asarray([f is not None for f in self.flags])
+        if self.norm == "record" and self.record_norm is not None:
+            return np.full(len(rel), self.record_norm)
         if self.norm == "record":     # stage 1: the whole record's classified beats (batch only)
             sel = ok & np.asarray([bool(f) for f in self.flags])
             return np.full(len(rel), np.mean(heights[sel]) if sel.any() else np.nan)
