@@ -7,8 +7,9 @@
 --images: a folder laid out like test_images/<class>/*.png -> accuracy, confusion matrix,
 per-class F1, latency p50/p90/p99 at batch 1 and throughput at --batch.
 --record: a WFDB record (with its .atr beat annotations) -> the stage-1 preprocessing here, one
-label per beat in a CSV (--out), beats/s and the real-time factor.
---plot / --report DIR (record or CSV input, needs matplotlib): PNG strips of the signal with every
+label per beat in a CSV (--out), beats/s and the real-time factor. --csv FILE --fs HZ and
+--edf FILE (EDF/EDF+, a Holter's export; needs pyedflib) the same without annotations.
+--plot / --report DIR (record, CSV or EDF input, needs matplotlib): PNG strips of the signal with every
 beat's label, and one HTML page with the summary, the strips and the beats to look at (report.py).
 """
 import argparse
@@ -20,7 +21,7 @@ if __name__ == "__main__" and not __package__:   # `cd jetson && python3 infer_t
     import jetson  # noqa: F401,E402
     __package__ = "jetson"
 
-from . import qrs, report, scalograms  # noqa: E402
+from . import edf_input, qrs, report, scalograms  # noqa: E402
 from .common import DeviceError, main_guard  # noqa: E402
 from .image_folder import classify_folder  # noqa: E402
 from .labeller import LabelOptions  # noqa: E402
@@ -40,7 +41,10 @@ def get_args_parser():
     what.add_argument("--csv", help="CSV file of one lead, '-' for standard input (needs --fs)")
     what.add_argument("--records", nargs="+", metavar="DIR [R ...]",
                       help="score every record of a folder (or the records named): per-record and gross totals")
-    p.add_argument("--lead", help="WFDB lead: name (MLII) or 0-based index (default: the first)")
+    what.add_argument("--edf", metavar="FILE", help="EDF/EDF+ (or BDF) file: its rate and units are read from it; "
+                                                    "the lead with --lead (needs pyedflib)")
+    p.add_argument("--lead", help="WFDB or EDF lead: name (MLII) or 0-based index (default: the first; EDF+ "
+                                  "annotation channels are not counted)")
     p.add_argument("--fs", type=float, help="CSV sampling rate in Hz")
     p.add_argument("--column", help="CSV column: header name or 0-based index (default 0)")
     p.add_argument("--beats", choices=["detect", "annotations"], default="detect",
@@ -67,7 +71,7 @@ def get_args_parser():
     p.add_argument("--chunk-s", type=float, default=0.25, help="--stream chunk length in seconds")
     p.add_argument("--score", action="store_true", help="EC57 detection and per-class scores against the .atr")
     p.add_argument("--operator", default="cwt_operator.npz", help="CWT operator file from 7_AIMET_onnx.py")
-    p.add_argument("--out", default="beats.csv", help="CSV of per-beat labels (--record, --csv)")
+    p.add_argument("--out", default="beats.csv", help="CSV of per-beat labels (--record, --csv, --edf)")
     p.add_argument("--out-dir", default="scores", help="folder of the per-record CSV and JSON files (--records)")
     p.add_argument("--plot", action="store_true",
                    help="PNG strips of the signal, every beat's label on it: <out>_strips/ (needs matplotlib)")
@@ -97,9 +101,11 @@ def check_args(args):
         raise DeviceError("{}: a CSV has no annotations: use --beats detect".format(args.csv))
     if args.csv and args.score:
         raise DeviceError("{}: --score needs a WFDB record with .atr annotations".format(args.csv))
+    if args.edf:
+        check_edf_args(args)
     if args.plot or args.report:
         if args.images:
-            raise DeviceError("--plot and --report show ECG signals: give --record, --csv or --records")
+            raise DeviceError("--plot and --report show ECG signals: give --record, --csv, --edf or --records")
         if args.records and args.report:
             raise DeviceError("--report is one record's page: give --record (--records takes --plot)")
         if args.gallery < 0:
@@ -126,6 +132,19 @@ def detector_settings(args):
         raise DeviceError("--qrs-*: {}".format(e))
 
 
+def check_edf_args(args):
+    """--edf: no annotations are read from it (no --score, --beats annotations), its rate and lead
+    come from the file; the file, its header and the lead are checked here, before the model loads."""
+    if args.beats == "annotations" or args.score:
+        raise DeviceError("{}: {} needs a WFDB record's .atr annotations; EDF+ annotations are not read: "
+                          "use --beats detect, without --score".format(
+                              args.edf, "--score" if args.score else "--beats annotations"))
+    if args.fs is not None or args.column is not None:
+        raise DeviceError("{}: --fs and --column are for CSV input: an EDF file gives its own rate, and its "
+                          "lead is chosen with --lead".format(args.edf))
+    edf_input.check_edf(args.edf, args.lead)
+
+
 @main_guard
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
@@ -136,7 +155,8 @@ def main(argv=None):
         classify_folder(run, args.images, args.batch, args.repeats)
         return
     op = scalograms.load_operator(args.operator)
-    source = Source(args.record, args.csv, args.fs, args.column, args.lead, args.stream, args.chunk_s, args.realtime)
+    source = Source(args.record, args.csv, args.fs, args.column, args.lead, args.stream, args.chunk_s, args.realtime,
+                    args.edf)
     opts = LabelOptions(args.beats, args.normalise, args.stream, args.batch, args.block_s, detector_settings(args))
     pictures = Pictures(args.plot, args.report, args.gallery, args.low_confidence,
                         args.engine if args.backend == "tensorrt" else args.onnx, args.backend)

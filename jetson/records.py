@@ -1,4 +1,4 @@
-"""A record or CSV classified (classify_input), or every record of a folder scored
+"""A record, CSV or EDF file classified (classify_input), or every record of a folder scored
 (score_folder): the input opened, the labeller run, the scores printed and written beside the
 CSV, the strips (--plot) and the HTML report (--report). Python 3.6+, numpy; matplotlib for
 pictures only.
@@ -6,7 +6,7 @@ pictures only.
 import os
 import sys
 
-from . import report, scoring
+from . import edf_input, report, scoring
 from . import signal_input as si
 from .common import DeviceError, write_json_atomic
 from .labeller import label_signal
@@ -14,13 +14,14 @@ from .runners import model_classes
 
 
 class Source(object):
-    """Where the lead comes from: a WFDB record (`record`, `lead`) or a CSV (`csv`, `fs`, `column`);
-    with `stream`, in chunks of `chunk_s` seconds, read at `realtime` times real-time pace (None: at once)."""
+    """Where the lead comes from: a WFDB record (`record`, `lead`), a CSV (`csv`, `fs`, `column`) or
+    an EDF/EDF+ file (`edf`, `lead`); with `stream`, in chunks of `chunk_s` seconds, read at
+    `realtime` times real-time pace (None: at once)."""
 
     def __init__(self, record=None, csv=None, fs=None, column=None, lead=None, stream=False, chunk_s=0.25,
-                 realtime=None):
+                 realtime=None, edf=None):
         self.record, self.csv, self.fs, self.column, self.lead = record, csv, fs, column, lead
-        self.stream, self.chunk_s, self.realtime = stream, chunk_s, realtime
+        self.stream, self.chunk_s, self.realtime, self.edf = stream, chunk_s, realtime, edf
 
     def open(self, op):
         """(Signal, chunk generator or None)."""
@@ -31,6 +32,8 @@ class Source(object):
             chunks = si.array_chunks(sig.x, sig.fs, max(int(self.chunk_s * sig.fs), 1), self.realtime) \
                 if self.stream else None
             return sig, chunks
+        if self.edf:
+            return edf_input.open_source(self.edf, self.lead, self.stream, self.chunk_s, self.realtime, window_s)
         if self.lead is not None:
             raise DeviceError("--lead is for WFDB records; a CSV's lead is chosen with --column")
         si.check_fs(self.fs, self.csv)
@@ -124,7 +127,7 @@ def score_json(det, confusion, run_report, name):
 
 
 def classify_input(run, op, source, opts, out, score=False, pictures=None):
-    """--record / --csv: the per-beat CSV `out`, with --score the scores beside it, and the pictures."""
+    """--record / --csv / --edf: the per-beat CSV `out`, with --score the scores beside it, and the pictures."""
     pictures = pictures or Pictures()
     sig, chunks = source.open(op)
     log = pictures.new_log()
