@@ -10,6 +10,8 @@ per-class F1, latency p50/p90/p99 at batch 1 and throughput at --batch.
 label per beat in a CSV (--out), beats/s and the real-time factor.
 --plot / --report DIR (record or CSV input, needs matplotlib): PNG strips of the signal with every
 beat's label, and one HTML page with the summary, the strips and the beats to look at (report.py).
+--holter (record or CSV): a Holter summary in <out>.holter.json (holter.py) and, with --report, a
+section of the page with the hourly table, the heart-rate trend and, past an hour, hourly overviews.
 """
 import argparse
 import os
@@ -64,6 +66,9 @@ def get_args_parser():
                    help="--report: beats shown per (reference, predicted) pair and of low confidence (default 8)")
     p.add_argument("--low-confidence", type=float, default=0.6, metavar="P",
                    help="--report: beats below this softmax probability are shown as doubtful (default 0.6)")
+    p.add_argument("--holter", action="store_true",
+                   help="a Holter summary (beats per class, burden, runs, heart rate, pauses, trends) in "
+                        "<out>.holter.json, and a section of the --report page")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=200, help="batch-1 runs for the latency percentiles")
     return p
@@ -82,6 +87,8 @@ def check_args(args):
         raise DeviceError("{}: a CSV has no annotations: use --beats detect".format(args.csv))
     if args.csv and args.score:
         raise DeviceError("{}: --score needs a WFDB record with .atr annotations".format(args.csv))
+    if args.holter and not (args.record or args.csv):
+        raise DeviceError("--holter summarises one recording: give --record or --csv")
     if args.plot or args.report:
         if args.images:
             raise DeviceError("--plot and --report show ECG signals: give --record, --csv or --records")
@@ -120,7 +127,7 @@ def main(argv=None):
     if args.records:
         score_folder(run, op, args.records[0], args.records[1:], source, opts, args.out_dir, pictures)
     else:
-        classify_input(run, op, source, opts, args.out, args.score, pictures)
+        classify_input(run, op, source, opts, args.out, args.score, pictures, args.holter)
 
 
 if __name__ == "__main__":
