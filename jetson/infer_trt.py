@@ -11,6 +11,8 @@ label per beat in a CSV (--out), beats/s and the real-time factor. --csv FILE --
 --edf FILE (EDF/EDF+, a Holter's export; needs pyedflib) the same without annotations.
 --plot / --report DIR (record, CSV or EDF input, needs matplotlib): PNG strips of the signal with every
 beat's label, and one HTML page with the summary, the strips and the beats to look at (report.py).
+--holter (record or CSV): a Holter summary in <out>.holter.json (holter.py) and, with --report, a
+section of the page with the hourly table, the heart-rate trend and, past an hour, hourly overviews.
 """
 import argparse
 import os
@@ -81,6 +83,9 @@ def get_args_parser():
                    help="--report: beats shown per (reference, predicted) pair and of low confidence (default 8)")
     p.add_argument("--low-confidence", type=float, default=0.6, metavar="P",
                    help="--report: beats below this softmax probability are shown as doubtful (default 0.6)")
+    p.add_argument("--holter", action="store_true",
+                   help="a Holter summary (beats per class, burden, runs, heart rate, pauses, trends) in "
+                        "<out>.holter.json, and a section of the --report page")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=200, help="batch-1 runs for the latency percentiles")
     return p
@@ -103,6 +108,8 @@ def check_args(args):
         raise DeviceError("{}: --score needs a WFDB record with .atr annotations".format(args.csv))
     if args.edf:
         check_edf_args(args)
+    if args.holter and not (args.record or args.csv or args.edf):
+        raise DeviceError("--holter summarises one recording: give --record, --csv or --edf")
     if args.plot or args.report:
         if args.images:
             raise DeviceError("--plot and --report show ECG signals: give --record, --csv, --edf or --records")
@@ -163,7 +170,7 @@ def main(argv=None):
     if args.records:
         score_folder(run, op, args.records[0], args.records[1:], source, opts, args.out_dir, pictures)
     else:
-        classify_input(run, op, source, opts, args.out, args.score, pictures)
+        classify_input(run, op, source, opts, args.out, args.score, pictures, args.holter)
 
 
 if __name__ == "__main__":

@@ -149,10 +149,11 @@ def check_input(sig, opts, score):
         raise DeviceError("{}: --beats annotations needs the record's .atr annotations".format(sig.name))
 
 
-def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None):
+def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, holter=None):
     """Classify one lead (a signal_input.Signal; `chunks` yields (samples, arrival time) with
     opts.stream) into the CSV `out_csv`. Returns (detection counts or None, Confusion or None,
-    run report dict); `log` (a report.BeatLog) also gets the signal and every labelled beat."""
+    run report dict); `log` (a report.BeatLog) also gets the signal and every labelled beat,
+    `holter` (a holter.Holter) every beat found, by class name (None: found, not labelled)."""
     check_input(sig, opts, score)
     classes = model_classes(run)
     given, keep = given_beats(sig, op, opts.beats)
@@ -177,6 +178,8 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None):
             clock.busy += now - t0
             for _, _, sample, label, conf in beats:
                 reference, true = ref.beat(sample, label) if ref else (None, None)
+                if holter is not None:
+                    holter.add(sample, None if label is None else classes[label])
                 if label is None:
                     continue
                 writer.row(sample, label, conf, reference)

@@ -6,9 +6,10 @@ pictures only.
 import os
 import sys
 
-from . import edf_input, report, scoring
+from . import edf_input, holter_report, long_log, report, scoring
 from . import signal_input as si
 from .common import DeviceError, write_json_atomic
+from .holter import Holter, headline
 from .labeller import label_signal
 from .runners import model_classes
 
@@ -59,13 +60,20 @@ class Pictures(object):
     def wanted(self):
         return bool(self.plot or self.report_dir)
 
-    def new_log(self):
+    def new_log(self, fs=None):
+        """The run's log: bounded for long recordings (long_log) when only the report needs it."""
+        if self.report_dir and not self.plot and fs:
+            return long_log.LongBeatLog(fs, self.gallery, self.low_confidence)
         return report.BeatLog(self.gallery, self.low_confidence) if self.wanted() else None
 
 
 def json_beside(csv_path):
     base = csv_path[:-4] if csv_path.endswith(".csv") else csv_path
     return base + ".score.json"
+
+
+def holter_json(csv_path):
+    return (csv_path[:-4] if csv_path.endswith(".csv") else csv_path) + ".holter.json"
 
 
 def strips_folder(out_csv):
@@ -79,13 +87,15 @@ def class_letters(classes):
     return [symbol[c] for c in classes] if set(classes) <= set(symbol) else list(classes)
 
 
-def write_pictures(pictures, run, op, sig, log, summary, out_csv, source, report_dir=None):
-    """The strips in <out>_strips/ (pictures.plot) and the HTML report in report_dir. Each folder
-    is replaced whole (report.replace_folder)."""
+def write_pictures(pictures, run, op, sig, log, summary, out_csv, source, report_dir=None, holter=None):
+    """The strips in <out>_strips/ (pictures.plot) and the HTML report in report_dir, with the
+    Holter section when `holter` (its summary) is given. Each folder is replaced whole
+    (report.replace_folder)."""
     classes = model_classes(run)
     letters = class_letters(classes)
     name = os.path.basename(sig.name)
-    strips = report.strip_pages(log.x, sig.fs, log.beats(), letters,
+    strip_x, strip_beats = long_log.strip_input(log)
+    strips = report.strip_pages(strip_x, sig.fs, strip_beats, letters,
                                 "{}: {}".format(name, os.path.basename(pictures.model)), log.missed)
     try:
         if pictures.plot:
@@ -100,7 +110,9 @@ def write_pictures(pictures, run, op, sig, log, summary, out_csv, source, report
                      ("amplitude normalisation", summary["run"]["normalisation"]),
                      ("per-beat CSV", os.path.basename(out_csv))]
             files = report.device_report(log, sig.fs, classes, letters, summary, "ECG report: {}".format(name),
-                                         (int(op["before"]) / fs_model, int(op["after"]) / fs_model), facts, strips)
+                                         (int(op["before"]) / fs_model, int(op["after"]) / fs_model), facts, strips,
+                                         holter_report.sections(log, sig.fs, letters, holter, name,
+                                                                os.path.basename(holter_json(out_csv))))
             folder = report.replace_folder(report_dir, files)
             print("report     -> {}".format(os.path.join(folder, "index.html")))
     except report.ReportError as e:
@@ -126,20 +138,26 @@ def score_json(det, confusion, run_report, name):
             "run": run_report}
 
 
-def classify_input(run, op, source, opts, out, score=False, pictures=None):
-    """--record / --csv / --edf: the per-beat CSV `out`, with --score the scores beside it, and the pictures."""
+def classify_input(run, op, source, opts, out, score=False, pictures=None, holter=False):
+    """--record / --csv / --edf: the per-beat CSV `out`, with --score the scores beside it, with
+    --holter the Holter summary beside it, and the pictures."""
     pictures = pictures or Pictures()
     sig, chunks = source.open(op)
-    log = pictures.new_log()
-    det, confusion, run_report = label_signal(run, op, sig, chunks, opts, out, score, log)
+    log = pictures.new_log(sig.fs)
+    acc = Holter(sig.fs, model_classes(run)) if holter else None
+    det, confusion, run_report = label_signal(run, op, sig, chunks, opts, out, score, log, acc)
     print_report(out, run_report)
     summary = score_json(det, confusion, run_report, sig.name)
     if score:
         print(scoring.format_score(sig.name, det, confusion.summary()))
         write_json_atomic(json_beside(out), summary)
         print("score      -> {}".format(json_beside(out)))
+    if acc is not None:
+        acc = acc.summary(run_report["seconds_of_ecg"], sig.name)
+        write_json_atomic(holter_json(out), acc)
+        print("holter     {} -> {}".format(headline(acc), holter_json(out)))
     if log:
-        write_pictures(pictures, run, op, sig, log, summary, out, source, pictures.report_dir)
+        write_pictures(pictures, run, op, sig, log, summary, out, source, pictures.report_dir, acc)
 
 
 def record_list(folder, names):

@@ -224,11 +224,12 @@ def _keep(heap, item, n):
         heapq.heapreplace(heap, item)
 
 
-def device_report(log, fs, classes, letters, summary, title, window_s, facts, strips):
+def device_report(log, fs, classes, letters, summary, title, window_s, facts, strips, extra=()):
     """{file: bytes} of the device's report: index.html, the strip pages `strips` (PNG bytes), and
     one picture per gallery beat. summary: the dict --score writes (run, detection, classification);
     its numbers carry data-key attributes; facts: (name, value) rows about the run (model, input);
-    window_s: (seconds before R, seconds after R) of a gallery beat's waveform."""
+    window_s: (seconds before R, seconds after R) of a gallery beat's waveform; extra: sections
+    (HTML parts, {file: bytes}) placed after the summary (holter_report.sections)."""
     run, det, cls = summary["run"], summary.get("detection"), summary.get("classification")
     files, body = {}, []
     minutes = run["seconds_of_ecg"] / 60.0
@@ -243,6 +244,9 @@ def device_report(log, fs, classes, letters, summary, title, window_s, facts, st
     body.append(table(["predicted class"] + ["{} ({})".format(c, l) if c != l else c
                                              for c, l in zip(classes, letters)],
                       [["beats"] + [cell(n, "class_counts.{}".format(c)) for c, n in zip(classes, counts)]]))
+    for parts, more in extra:
+        body.extend(parts)
+        files.update(more)
     if det:
         body.append("<h2>Detection (EC57, 150 ms matching)</h2>")
         body.append(table(["", "TP", "FN", "FP", "FP in VF (not counted)", "Se %", "+P %"], [[
