@@ -9,8 +9,9 @@ ecg/model.py; this module is the one door the scripts open to them:
     save(path, state_dict, classes, ...) / load(path) -> (model, metadata)   weights-only files
     rr_feature_names(cfg)        the per-beat features a model of this config takes
     rr_statistics(features)      their training-split mean and standard deviation
+    standardise_rr(model, rr)    store those statistics in the model (it standardises its raw input)
     example_inputs(metadata)     zero inputs of the right shapes (tracing, pruning, export)
     layer_shapes(model)          a pruned model's layer shapes, to rebuild it without pickles
 """
 from ecg.model import (ARCHS, RRFusionNet, SmallCNN, build_model, example_inputs, layer_shapes, load,  # noqa: F401
-                       load_file, rr_feature_names, rr_statistics, save)
+                       load_file, rr_feature_names, rr_statistics, save, standardise_rr)
