@@ -161,25 +161,13 @@ class LongBeatLog(BeatLog):
             self._snap(n)
         self._resolve(len(full), full)
 
+    def _stored_true(self, true):
+        return -1 if true is None else true   # an int array: -1 for none
+
     def beat(self, sample, label, conf, ref="", true=None):
-        img = self.images[self.next_image]
-        self.next_image += 1
-        n = len(self.sample)
-        self.sample.append(int(sample))
-        self.pred.append(int(label))
-        self.conf.append(float(conf))
-        self.ref.append(ref)
-        self.true.append(-1 if true is None else true)
-        if true is not None and true != label:
-            key = (true, int(label))
-            self.pairs[key] = self.pairs.get(key, 0) + 1
-            heap = self.errors.setdefault(key, [])
-            _keep(heap, (conf, -n, img), self.per_pair)
-        elif conf < self.low_confidence:
-            self.n_low += 1
-            heap = self.low
-            _keep(heap, (-conf, -n, img), self.per_pair)
-        else:
+        heap = BeatLog.beat(self, sample, label, conf, ref, true)
+        n = len(self.sample) - 1
+        if heap is None:
             return
         if self.long and any(item[1] == -n for item in heap):
             self._snap(n)

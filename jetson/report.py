@@ -186,7 +186,8 @@ class BeatLog(object):
 
     def beat(self, sample, label, conf, ref="", true=None):
         """One labelled beat, in the order the classifier saw them; `true`: the reference in the
-        model's classes (an index), None where there is none or it is not one of them."""
+        model's classes (an index), None where there is none or it is not one of them. Returns
+        the gallery heap it was offered to (errors of its pair, or low confidence), or None."""
         img = self.images[self.next_image]
         self.next_image += 1
         n = len(self.sample)
@@ -194,14 +195,22 @@ class BeatLog(object):
         self.pred.append(int(label))
         self.conf.append(float(conf))
         self.ref.append(ref)
-        self.true.append(true)
+        self.true.append(self._stored_true(true))
         if true is not None and true != label:
             key = (true, int(label))
             self.pairs[key] = self.pairs.get(key, 0) + 1
-            _keep(self.errors.setdefault(key, []), (conf, -n, img), self.per_pair)
+            heap = self.errors.setdefault(key, [])
+            _keep(heap, (conf, -n, img), self.per_pair)
         elif conf < self.low_confidence:
             self.n_low += 1
-            _keep(self.low, (-conf, -n, img), self.per_pair)
+            heap = self.low
+            _keep(heap, (-conf, -n, img), self.per_pair)
+        else:
+            return None
+        return heap   # the gallery heap the beat was offered to
+
+    def _stored_true(self, true):
+        return true
 
     def finish(self, x=None, missed=None):
         self.x = np.asarray(x, dtype=np.float64) if x is not None else (

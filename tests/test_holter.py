@@ -178,7 +178,7 @@ def test_holter_needs_one_recording():
     for what in (["--images", "x"], ["--records", "x"]):
         run = infer("--backend", "onnxruntime", "--onnx", "missing.onnx", *what, "--holter")
         assert run.returncode == 2 and run.stderr.splitlines() == [
-            "error: --holter summarises one recording: give --record or --csv"]
+            "error: --holter summarises one recording: give --record, --csv or --edf"]
 
 
 # -- the long-recording log -------------------------------------------------------------------------

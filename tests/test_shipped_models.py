@@ -137,19 +137,23 @@ def test_device_reads_the_metadata_without_the_onnx_package(folder):
         assert common.read_onnx_metadata(str(folder / name)) == want and "classes" in want
 
 
-@pytest.mark.parametrize("case", ["out_is_a_folder", "out_folder_missing", "truncated_operator"])
+@pytest.mark.parametrize("case", ["out_is_a_folder", "out_folder_missing", "truncated_operator", "truncated_onnx"])
 def test_bad_output_paths_and_a_truncated_operator_give_one_error_line(tmp_path, case):
     """The device with the shipped model: --out naming a folder, --out in a folder that does not
-    exist, and a truncated cwt_operator.npz each end with one error line naming the path and exit
-    status 2, before any work (issue 23's bad paths)."""
+    exist, a truncated cwt_operator.npz and a truncated ONNX file each end with one error line
+    naming the path and exit status 2, before any work (issue 23's bad paths)."""
     import subprocess
 
     folder = ROOT / "models" / "aami"
     t = np.arange(3600) / 360.0
     csv_in = tmp_path / "in.csv"
     csv_in.write_text("ecg\n" + "\n".join("{:.4f}".format(v) for v in np.sin(2 * np.pi * 1.2 * t) ** 15) + "\n")
-    operator, out = folder / "cwt_operator.npz", tmp_path / "beats.csv"
-    if case == "out_is_a_folder":
+    operator, out, onnx_file = folder / "cwt_operator.npz", tmp_path / "beats.csv", folder / "ecg_model_float.onnx"
+    if case == "truncated_onnx":
+        onnx_file = tmp_path / "cut.onnx"
+        onnx_file.write_bytes((folder / "ecg_model_float.onnx").read_bytes()[:40000])
+        needle = f"{onnx_file}: not a"
+    elif case == "out_is_a_folder":
         out, needle = tmp_path, f"{tmp_path}: is a folder"
     elif case == "out_folder_missing":
         out, needle = tmp_path / "nope" / "beats.csv", f"{tmp_path / 'nope'}: the folder for --out does not exist"
@@ -158,9 +162,35 @@ def test_bad_output_paths_and_a_truncated_operator_give_one_error_line(tmp_path,
         operator.write_bytes((folder / "cwt_operator.npz").read_bytes()[:50000])
         needle = f"{operator}: not a readable CWT operator file"
     proc = subprocess.run([sys.executable, str(ROOT / "jetson" / "infer_trt.py"), "--backend", "onnxruntime",
-                           "--onnx", str(folder / "ecg_model_float.onnx"), "--operator", str(operator),
+                           "--onnx", str(onnx_file), "--operator", str(operator),
                            "--csv", str(csv_in), "--fs", "360", "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT / "jetson")
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: " + needle), proc.stderr
     assert not (tmp_path / "beats.csv").exists()
+
+
+def test_a_corrupt_tensorrt_engine_gives_one_error_line(tmp_path, monkeypatch, capsys):
+    """A TensorRT engine that TensorRT cannot deserialize (truncated, or built for another version)
+    ends with one error line naming it and exit status 2. TensorRT is not installed here: a stand-in
+    module answers as TensorRT does for such a file (deserialize_cuda_engine returns None)."""
+    import types
+
+    from jetson import infer_trt
+
+    trt = types.SimpleNamespace(__version__="10.3.0", Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda s, l: None}),
+                                Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda b: None))
+    driver = types.SimpleNamespace(Device=lambda i: types.SimpleNamespace(name=lambda: "Test GPU"))
+    pycuda = types.ModuleType("pycuda")
+    pycuda.driver = driver
+    for name, mod in (("tensorrt", trt), ("pycuda", pycuda), ("pycuda.autoinit", types.ModuleType("pycuda.autoinit")),
+                      ("pycuda.driver", driver)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    engine = tmp_path / "ecg_fp16.engine"
+    engine.write_bytes(b"\x00" * 100)
+    (tmp_path / "ecg_fp16.engine.json").write_text(json.dumps({"tensorrt": "10.3.0", "gpu": "Test GPU"}))
+    with pytest.raises(SystemExit) as e:
+        infer_trt.main(["--engine", str(engine), "--images", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {engine}: TensorRT could not load this engine")
