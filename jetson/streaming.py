@@ -27,7 +27,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 from scipy.signal import firwin, upfirdn
 
-from . import qrs
+from . import qrs, scalograms
 from .common import DeviceError
 from .morphology import MorphologyTracker
 from .rr_features import LOCAL_BEATS, PATIENT_WINDOW_S, rr_features
@@ -111,8 +111,6 @@ class BeatEngine(object):
 
     def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None, morphology=False,
                  template_channel=False, record_norm=None, detector=None):
-        from . import scalograms
-
         if normalisation not in NORMALISATIONS:
             raise DeviceError("unknown normalisation '{}'".format(normalisation))
         self.op, self.classify, self.norm = op, classify, normalisation
@@ -257,10 +255,15 @@ class BeatEngine(object):
         feats = self._rr(rel)
         if self.with_morph:
             feats = np.concatenate([feats, np.asarray([morph[i] for i in rel])], axis=1)
-        images = self.images(windows, self.op)
         if self.with_template:   # scaled as the beat (only rounding depends on it: images are min-max scaled)
-            images = np.stack([images, self.images(np.asarray([templates[i] for i in rel]) / norm[:, None],
-                                                   self.op)], axis=1)
+            both = np.concatenate([windows, np.asarray([templates[i] for i in rel]) / norm[:, None]])
+            if len(both) < scalograms.SMALL:   # a stream's beat or two: one FFT call for beat and template
+                images = self.images(both, self.op)
+                images = np.stack([images[:len(rel)], images[len(rel):]], axis=1)
+            else:                              # one product per set, as stage 1 makes them
+                images = np.stack([self.images(windows, self.op), self.images(both[len(rel):], self.op)], axis=1)
+        else:
+            images = self.images(windows, self.op)
         labels, conf = self.classify(images, feats)
         done = {self.first + i: (int(k), float(c)) for i, k, c in zip(rel, labels, conf)}
         return [b[:3] + done.get(b[0], (None, None)) for b in found]
