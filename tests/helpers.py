@@ -57,3 +57,17 @@ def _thesis_names():
 
 # what the device's CSV calls the thesis classes 0..4 (the config's labels: Normal, LBBB, RBBB, PVC, Paced)
 THESIS_NAMES = _thesis_names()
+
+
+def record_excerpt(mitdb, record, n, folder):
+    """The first n samples of a MIT-BIH record's lead 0 with its .atr, as the WFDB record
+    folder/r<record> (16-bit, gain 200/mV as MIT-BIH); returns its path without extension."""
+    import wfdb
+
+    x = wfdb.rdrecord(str(Path(mitdb) / record), channels=[0], sampto=n).p_signal[:, 0]
+    ann = wfdb.rdann(str(Path(mitdb) / record), "atr", sampto=n)
+    name = "r" + record
+    wfdb.wrsamp(name, fs=360, units=["mV"], sig_name=["MLII"], p_signal=x[:, None], fmt=["16"],
+                adc_gain=[200.0], baseline=[0], write_dir=str(folder))
+    wfdb.wrann(name, "atr", ann.sample, symbol=ann.symbol, write_dir=str(folder))
+    return Path(folder) / name

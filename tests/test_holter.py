@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from jetson import holter_report, long_log, report, scoring
 from jetson.holter import Holter
+from helpers import record_excerpt
 from test_jetson import REPO, infer
 from test_report import Page, assert_numbers_equal, assert_self_contained
 
@@ -317,18 +318,9 @@ def test_reference_annotations_of_mitdb(mitdb, rec):
 def record_119(mitdb, tmp_path_factory):
     """About the first 4 minutes of MIT-BIH 119 (PVCs in bigeminy) as a WFDB record with its .atr,
     cut halfway between two beats: every beat has its full window (its first is at 0.86 s)."""
-    import wfdb
-
-    d = tmp_path_factory.mktemp("rec119")
     beats = scoring.beat_peaks(*annotated_raw(mitdb, "119"))[0]
     k = int(np.searchsorted(beats, 240 * FS))
-    n = int((beats[k - 1] + beats[k]) // 2)
-    x = wfdb.rdrecord(str(mitdb / "119"), channels=[0], sampto=n).p_signal[:, 0]
-    ann = wfdb.rdann(str(mitdb / "119"), "atr", sampto=n)
-    wfdb.wrsamp("r119", fs=360, units=["mV"], sig_name=["MLII"], p_signal=x[:, None], fmt=["16"],
-                adc_gain=[200.0], baseline=[0], write_dir=str(d))
-    wfdb.wrann("r119", "atr", ann.sample, symbol=ann.symbol, write_dir=str(d))
-    return d / "r119"
+    return record_excerpt(mitdb, "119", int((beats[k - 1] + beats[k]) // 2), tmp_path_factory.mktemp("rec119"))
 
 
 def test_holter_end_to_end(record_119, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from helpers import THESIS_NAMES, fake_scalograms
+from helpers import THESIS_NAMES, fake_scalograms, record_excerpt
 from test_jetson import JETSON, infer
 
 from ecg import evaluation
@@ -173,16 +173,7 @@ def model(request):
 @pytest.fixture(scope="module")
 def record_208(mitdb, tmp_path_factory):
     """The first 3 minutes of MIT-BIH 208 (N, V and F beats) as a WFDB record with its .atr."""
-    import wfdb
-
-    d = tmp_path_factory.mktemp("rec208")
-    n = 180 * 360
-    x = wfdb.rdrecord(str(mitdb / "208"), channels=[0], sampto=n).p_signal[:, 0]
-    ann = wfdb.rdann(str(mitdb / "208"), "atr", sampto=n)
-    wfdb.wrsamp("r208", fs=360, units=["mV"], sig_name=["MLII"], p_signal=x[:, None], fmt=["16"],
-                adc_gain=[200.0], baseline=[0], write_dir=str(d))
-    wfdb.wrann("r208", "atr", ann.sample, symbol=ann.symbol, write_dir=str(d))
-    return d / "r208"
+    return record_excerpt(mitdb, "208", 180 * 360, tmp_path_factory.mktemp("rec208"))
 
 
 def ort(model, *args):
