@@ -23,7 +23,7 @@ if __name__ == "__main__" and not __package__:   # `cd jetson && python3 infer_t
     import jetson  # noqa: F401,E402
     __package__ = "jetson"
 
-from . import edf_input, qrs, report, scalograms  # noqa: E402
+from . import edf_input, qrs, quality_gate, report, scalograms  # noqa: E402
 from .common import DeviceError, main_guard  # noqa: E402
 from .image_folder import classify_folder  # noqa: E402
 from .labeller import LabelOptions  # noqa: E402
@@ -86,6 +86,21 @@ def get_args_parser():
     p.add_argument("--holter", action="store_true",
                    help="a Holter summary (beats per class, burden, runs, heart rate, pauses, trends) in "
                         "<out>.holter.json, and a section of the --report page")
+    q = p.add_argument_group("signal quality", "--quality: a beat whose signal is unreadable is labelled U (no "
+                                               "class) instead of getting the model's label; the CSV gets a quality "
+                                               "column (unreadable below 0.5). Rule and thresholds: jetson/quality.py")
+    q.add_argument("--quality", action="store_true", help="judge every beat's signal quality (off by default)")
+    q.add_argument("--quality-template", type=float, metavar="R",
+                   help="tSQI: a beat whose correlation with each of the 32 beats before it is below R is unreadable "
+                        "where the two QRS detectors disagree (default 0.75)")
+    q.add_argument("--quality-agreement", type=float, metavar="S",
+                   help="bSQI: the detectors disagree where the second finds no QRS near the beat or their agreement "
+                        "over its 10 s window is below S (default 1: any disagreement)")
+    q.add_argument("--quality-kurtosis", type=float, metavar="K",
+                   help="a window whose kurtosis (kSQI) is below K is unreadable: no ECG in it (default 3; 0: off)")
+    q.add_argument("--quality-power", type=float, metavar="P",
+                   help="a window with less than P of its 5-40 Hz power in 5-15 Hz (pSQI) is unreadable "
+                        "(default 0: off)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=200, help="batch-1 runs for the latency percentiles")
     return p
@@ -124,6 +139,7 @@ def check_args(args):
                 report.check_folder(folder)
         except report.ReportError as e:
             raise DeviceError(str(e))
+    check_quality_args(args)
     if args.out:
         if os.path.isdir(args.out):
             raise DeviceError("{}: is a folder; --out takes the name of the CSV file to write".format(args.out))
@@ -152,6 +168,18 @@ def check_edf_args(args):
     edf_input.check_edf(args.edf, args.lead)
 
 
+def check_quality_args(args):
+    tuned = [n for n in ("template", "agreement", "kurtosis", "power") if getattr(args, "quality_" + n) is not None]
+    if tuned and not args.quality:
+        raise DeviceError("--quality-{} sets a threshold of the quality gate: add --quality".format(tuned[0]))
+    if args.quality:
+        if args.images:
+            raise DeviceError("--quality judges ECG signals: give --record, --csv, --edf or --records")
+        if args.plot or args.report:
+            raise DeviceError("--quality does not go with --plot or --report yet (they do not show U beats)")
+        quality_gate.check_thresholds(quality_gate.thresholds_from(args))
+
+
 @main_guard
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
@@ -164,7 +192,8 @@ def main(argv=None):
     op = scalograms.load_operator(args.operator)
     source = Source(args.record, args.csv, args.fs, args.column, args.lead, args.stream, args.chunk_s, args.realtime,
                     args.edf)
-    opts = LabelOptions(args.beats, args.normalise, args.stream, args.batch, args.block_s, detector_settings(args))
+    opts = LabelOptions(args.beats, args.normalise, args.stream, args.batch, args.block_s, detector_settings(args),
+                        args.quality, quality_gate.thresholds_from(args) if args.quality else None)
     pictures = Pictures(args.plot, args.report, args.gallery, args.low_confidence,
                         args.engine if args.backend == "tensorrt" else args.onnx, args.backend)
     if args.records:

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import morphology, scoring, streaming
+from . import morphology, quality_gate, scoring, streaming
 from .common import DeviceError
 from .rr_features import beat_peaks
 from .runners import model_classes, softmax_classifier
@@ -19,12 +19,14 @@ from .runners import model_classes, softmax_classifier
 class LabelOptions(object):
     """How a signal is labelled: infer_trt.py's flags of the same names."""
 
-    def __init__(self, beats="detect", normalise=None, stream=False, batch=64, block_s=300.0, detector=None):
+    def __init__(self, beats="detect", normalise=None, stream=False, batch=64, block_s=300.0, detector=None,
+                 quality=False, thresholds=None):
         self.beats, self.stream, self.batch = beats, bool(stream), int(batch)
         self.detector = detector   # qrs.Settings (None: the defaults)
         # batch mode works through the signal in blocks of block_s seconds (0: all at once): memory
         # bounded by the block, not the recording; the labels are those of the whole signal at once
         self.block_s = float(block_s)
+        self.quality, self.thresholds = bool(quality), thresholds   # --quality: quality_gate.py
         # the whole record's mean R height is not known while it streams
         self.normalise = normalise or ("running" if stream else "record")
 
@@ -39,19 +41,26 @@ def engine_options(run):
 class BeatWriter(object):
     """The per-beat CSV, written row by row to a temp file and renamed when complete."""
 
-    def __init__(self, path, names, fs_in, with_reference, echo):
+    def __init__(self, path, names, fs_in, with_reference, echo, with_quality=False):
         self.path, self.tmp, self.names, self.fs_in, self.echo = path, path + ".tmp", names, fs_in, echo
         self.f = open(self.tmp, "w")
         self.w = csv.writer(self.f, lineterminator="\n")
-        self.header = ["sample", "time_s", "predicted", "confidence"] + (
+        self.header = ["sample", "time_s", "predicted", "confidence"] + (["quality"] if with_quality else []) + (
             ["reference", "annotation"] if with_reference else [])
         self.w.writerow(self.header)
         if echo:
             print(",".join(self.header))
         self.rows = 0
 
-    def row(self, sample, label, conf, ref=None):
-        r = [sample, "{:.4f}".format(sample / self.fs_in), self.names[label], "{:.4f}".format(conf)]
+    def row(self, sample, label, conf, ref=None, quality=None):
+        self._write([sample, "{:.4f}".format(sample / self.fs_in), self.names[label], "{:.4f}".format(conf)] + (
+            [] if quality is None else [quality]), ref)
+
+    def unreadable_row(self, sample, quality, ref=None):
+        """A beat the quality gate judged unreadable: label U, no confidence."""
+        self._write([sample, "{:.4f}".format(sample / self.fs_in), quality_gate.LABEL, "", quality], ref)
+
+    def _write(self, r, ref):
         if ref is not None:
             r += list(ref)
         self.w.writerow(r)
@@ -164,7 +173,11 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
     engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, opts.normalise, given, keep,
                                   record_norm=norm, detector=opts.detector, **engine_options(run))
     ref = scoring.Scorer(sig.ann_samples, sig.ann_symbols, sig.fs, classes) if sig.ann_samples is not None else None
-    writer = BeatWriter(out_csv, reader_names(op, classes), sig.fs, ref is not None, echo=opts.stream)
+    gate = quality_gate.Gate(opts.thresholds) if opts.quality else None
+    if gate:
+        engine = gate.wrap(engine, sig.fs)
+    writer = BeatWriter(out_csv, reader_names(op, classes), sig.fs, ref is not None, echo=opts.stream,
+                        with_quality=gate is not None)
     clock, ok = Clock(), False
     clock.busy = time.perf_counter() - t0   # the first pass is processing time too
     try:
@@ -176,18 +189,26 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
             beats = engine.push(x, final=last)
             now = time.perf_counter()
             clock.busy += now - t0
-            for _, _, sample, label, conf in beats:
+            for beat in beats:
+                _, _, sample, label, conf = beat[:5]
+                if gate and label is not None and gate.take(beat, writer, ref):   # unreadable: written as U
+                    if holter is not None:
+                        holter.add(sample, quality_gate.LABEL)
+                    clock.labelled(sample, now)
+                    continue
                 reference, true = ref.beat(sample, label) if ref else (None, None)
                 if holter is not None:
                     holter.add(sample, None if label is None else classes[label])
                 if label is None:
                     continue
-                writer.row(sample, label, conf, reference)
+                writer.row(sample, label, conf, reference, quality_gate.formatted(beat[5]) if gate else None)
                 if log:
                     log.beat(sample, label, conf, reference[1] if reference else "", true)
                 clock.labelled(sample, now)
             clock.forget()
         check_labelled(sig, op, clock.n_in, len(clock.lat))
+        if gate:
+            gate.check(sig.name)
         ok = True
     finally:
         writer.close(ok)
@@ -199,6 +220,8 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
               "beats_from": opts.beats}
     if opts.stream:
         report["latency"] = clock.latency(sig.fs)
+    if gate:
+        report["quality"] = gate.report(ref is not None)
     return (ref.detection() if ref else None), (ref.confusion if ref else None), report
 
 

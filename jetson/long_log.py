@@ -14,7 +14,7 @@ Used for --report without --plot (--plot draws every minute of the signal, so it
 """
 import numpy as np
 
-from .report import BeatLog, _keep
+from .report import BeatLog
 
 LONG_S = 3600.0
 HEAD_S = 600.0

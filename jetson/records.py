@@ -6,7 +6,7 @@ pictures only.
 import os
 import sys
 
-from . import edf_input, holter_report, long_log, report, scoring
+from . import edf_input, holter_report, long_log, quality_gate, report, scoring
 from . import signal_input as si
 from .common import DeviceError, write_json_atomic
 from .holter import Holter, headline
@@ -131,6 +131,8 @@ def print_report(out_csv, run_report):
                   lat["signal_ms_p50"], lat["beats_p50"], lat["signal_ms_p99"], lat["beats_p99"],
                   lat["wall_ms_p50"], lat["wall_ms_p99"]))
         print("sustained  {:.0f}x real time (processing time only)".format(run_report["realtime_factor"]))
+    if "quality" in run_report:
+        print(quality_gate.summary_line(run_report["quality"]))
 
 
 def score_json(det, confusion, run_report, name):
@@ -199,11 +201,16 @@ def score_folder(run, op, folder, names, source, opts, out_dir, pictures=None):
         rows.append({"record": name, "detection": det, "accuracy": confusion.summary()["accuracy"],
                      "beats": run_report["beats"], "processing_s": run_report["processing_s"],
                      "seconds_of_ecg": run_report["seconds_of_ecg"]})
+        if "quality" in run_report:
+            rows[-1]["quality"] = run_report["quality"]
         totals.add(det, confusion)
     print_folder(rows, totals)
+    gross = {"detection": totals.detection(), "classification": totals.confusion.summary()}
+    if opts.quality:
+        gross["quality"] = quality_gate.folder_totals([r["quality"] for r in rows])
+        print(quality_gate.summary_line(gross["quality"]))
     path = os.path.join(out_dir, "scores.json")
-    write_json_atomic(path, {"records": rows, "gross": {"detection": totals.detection(),
-                                                         "classification": totals.confusion.summary()}})
+    write_json_atomic(path, {"records": rows, "gross": gross})
     print("scores     -> {}".format(path))
 
 
