@@ -145,9 +145,12 @@ class BeatEngine(object):
         self.n += len(y)
 
     def _baseline(self):
-        """Bring filt up to date: exact wherever both median filters see all their input."""
+        """Bring filt up to date: exact wherever both median filters see all their input. Only when
+        a step waits for it (a new peak to align, the next beat's window): the filters then run once
+        per beat over everything exact so far, not once per chunk (a stream's 0.25 s chunks), with
+        the same values (each output depends only on its inputs)."""
         end = self.n if self.final else self.n - self.m_base
-        if end <= self.f_end:
+        if end <= self.f_end or not (self.final or self._filt_wanted(end)):
             return
         a = max(self.f_end - self.m_base, 0)
         seg = self.y[a - self.y0:self.n - self.y0]
@@ -156,6 +159,14 @@ class BeatEngine(object):
             base = median_filter(base, m, mode="constant", cval=0.0)
         self.filt[self.f_end - self.y0:end - self.y0] = (seg - base)[self.f_end - a:end - a]
         self.f_end = end
+
+    def _filt_wanted(self, end):
+        """Does a step wait for filt up to at most `end`: the oldest detected peak's alignment, or
+        the window of the next beat to classify once the beat after it is known (_ready)?"""
+        if self.raw and self.raw[0] + self.half <= end:
+            return True
+        nb = self.next_beat - self.first
+        return nb + 1 < len(self.peaks) and self.peaks[nb] + self.after > self.f_end
 
     def _detect(self):
         if self.given is not None:
@@ -312,8 +323,8 @@ class BeatEngine(object):
         confidence are None for a beat without a full window (the signal's first and last)."""
         self.final = final
         self._append(self.resampler.push(x, final))
+        self._detect()     # on the lead itself; the baseline only serves the alignment and the windows
         self._baseline()
-        self._detect()
         self._align()
         beats = self._emit()
         self._trim()
