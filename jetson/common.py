@@ -8,6 +8,8 @@ import os
 import sys
 import traceback
 
+from . import morphology, rr_features
+
 
 class DeviceError(Exception):
     """Bad input on the device: printed as one 'error: ...' line, exit status 2."""
@@ -112,10 +114,7 @@ def onnx_rr_features(path):
 def feature_sets():
     """The per-beat feature vectors this device computes, each a list of names in input order:
     the RR features alone, or followed by the patient-relative morphology features."""
-    from . import morphology
-    from .rr_features import FEATURES
-
-    return [list(FEATURES), list(FEATURES) + list(morphology.FEATURES)]
+    return [list(rr_features.FEATURES), list(rr_features.FEATURES) + list(morphology.FEATURES)]
 
 
 def check_rr_features(names, width, path):

@@ -10,6 +10,8 @@ import zipfile
 
 import numpy as np
 
+from .common import DeviceError
+
 
 def operator_matrix(kernels):
     """The (n, n_scales*n) CWT matrix from its compact form (ecg/scalogram.py operator_kernels):
@@ -20,8 +22,6 @@ def operator_matrix(kernels):
 
 
 def load_operator(path):
-    from .common import DeviceError
-
     try:
         with np.load(path) as z:
             op = {k: z[k] for k in z.files}
