@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-if __name__ == "__main__" and not __package__:   # `cd jetson && python3 infer_trt.py ...`: run as jetson.infer_trt
+if __name__ in ("__main__", "__mp_main__") and not __package__:   # `cd jetson && python3 infer_trt.py`: as jetson.infer_trt
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     import jetson  # noqa: F401,E402
     __package__ = "jetson"
@@ -71,6 +71,10 @@ def get_args_parser():
     p.add_argument("--realtime", type=float, nargs="?", const=1.0, metavar="SPEED",
                    help="with --stream: read the input at real-time pace (times SPEED)")
     p.add_argument("--chunk-s", type=float, default=0.25, help="--stream chunk length in seconds")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="--stream without --realtime runs the scalograms and the model (ONNX Runtime) in a second "
+                        "process beside the beat engine (overlap.py: the same labels, ~1.5x the speed on two "
+                        "cores, each label out a few chunks later); this keeps them in one process")
     p.add_argument("--score", action="store_true", help="EC57 detection and per-class scores against the .atr")
     p.add_argument("--operator", default="cwt_operator.npz", help="CWT operator file from 7_AIMET_onnx.py")
     p.add_argument("--out", default="beats.csv", help="CSV of per-beat labels (--record, --csv, --edf)")
@@ -185,7 +189,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     check_args(args)
     detector_settings(args)   # bad detector settings are refused before the model loads
-    run = open_runner(args.backend, args.engine, args.onnx)
+    run = open_runner(args.backend, args.engine, args.onnx, args.stream)
     if args.images:
         classify_folder(run, args.images, args.batch, args.repeats)
         return
@@ -193,7 +197,8 @@ def main(argv=None):
     source = Source(args.record, args.csv, args.fs, args.column, args.lead, args.stream, args.chunk_s, args.realtime,
                     args.edf)
     opts = LabelOptions(args.beats, args.normalise, args.stream, args.batch, args.block_s, detector_settings(args),
-                        args.quality, quality_gate.thresholds_from(args) if args.quality else None)
+                        args.quality, quality_gate.thresholds_from(args) if args.quality else None,
+                        overlap=args.stream and args.realtime is None and not args.no_overlap and not args.records)
     pictures = Pictures(args.plot, args.report, args.gallery, args.low_confidence,
                         args.engine if args.backend == "tensorrt" else args.onnx, args.backend)
     if args.records:

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import morphology, quality_gate, scoring, streaming
 from .common import DeviceError
+from .overlap import ModelProcess, Pipeline
 from .rr_features import beat_peaks
 from .runners import model_classes, softmax_classifier
 
@@ -20,8 +21,11 @@ class LabelOptions(object):
     """How a signal is labelled: infer_trt.py's flags of the same names."""
 
     def __init__(self, beats="detect", normalise=None, stream=False, batch=64, block_s=300.0, detector=None,
-                 quality=False, thresholds=None):
+                 quality=False, thresholds=None, overlap=False):
         self.beats, self.stream, self.batch = beats, bool(stream), int(batch)
+        # a stream replayed at full speed (not --realtime): the model a push behind, in a second
+        # thread (streaming.BeatEngine overlap); the same labels, each out one chunk later
+        self.overlap = bool(overlap)
         self.detector = detector   # qrs.Settings (None: the defaults)
         # batch mode works through the signal in blocks of block_s seconds (0: all at once): memory
         # bounded by the block, not the recording; the labels are those of the whole signal at once
@@ -170,8 +174,13 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
     block = int(opts.block_s * sig.fs) if chunks is None else 0
     t0 = time.perf_counter()
     norm = record_norm(op, sig, given, keep, block, opts.detector) if block and opts.normalise == "record" else None
-    engine = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, opts.normalise, given, keep,
-                                  record_norm=norm, detector=opts.detector, **engine_options(run))
+    options = engine_options(run)
+    # overlap.py: ONNX Runtime only; the log keeps the images of the classifier's last call
+    overlap = None
+    if opts.overlap and chunks is not None and log is None and getattr(run, "onnx_path", None):
+        overlap = Pipeline(ModelProcess(run.onnx_path, op, options["template_channel"], opts.batch))
+    engine = core = streaming.BeatEngine(op, sig.fs, log.wrap(classify) if log else classify, opts.normalise, given,
+                                         keep, record_norm=norm, detector=opts.detector, overlap=overlap, **options)
     ref = scoring.Scorer(sig.ann_samples, sig.ann_symbols, sig.fs, classes) if sig.ann_samples is not None else None
     gate = quality_gate.Gate(opts.thresholds) if opts.quality else None
     if gate:
@@ -211,6 +220,7 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
             gate.check(sig.name)
         ok = True
     finally:
+        core.close()
         writer.close(ok)
     if log:
         log.finish(sig.x if chunks is None else None, ref.missed() if ref else None)
@@ -220,6 +230,7 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
               "beats_from": opts.beats}
     if opts.stream:
         report["latency"] = clock.latency(sig.fs)
+        report["overlap"] = overlap is not None
     if gate:
         report["quality"] = gate.report(ref is not None)
     return (ref.detection() if ref else None), (ref.confusion if ref else None), report

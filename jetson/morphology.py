@@ -52,31 +52,45 @@ def _width(w, region, fs):
     return np.where(ok, (hi - lo + 1) / float(fs), 0.0)
 
 
-def _corr(a, b):
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    return np.where(den > _EPS, (a * b).sum(axis=1) / np.where(den > _EPS, den, 1.0), 0.0)
-
-
 def _ratio(num, den):
     ok = (np.abs(den) > _EPS) & (np.abs(num) > _EPS)
     return np.where(ok, num / np.where(ok, den, 1.0), 1.0)
+
+
+def _corr_stacked(x, n):
+    """_corr(x[:n], x[n:]) of beats stacked over their templates: the same numbers, one call per
+    step for both halves (a stream's one beat pays numpy's per-call cost, not the arithmetic)."""
+    x = x - x.mean(axis=1, keepdims=True)
+    ss = (x * x).sum(axis=1)
+    a, b = x[:n], x[n:]
+    den = np.sqrt(ss[:n] * ss[n:])
+    return np.where(den > _EPS, (a * b).sum(axis=1) / np.where(den > _EPS, den, 1.0), 0.0)
 
 
 def features_against(windows, templates, before, fs):
     """(n, 7) float64 FEATURES of `windows` (n, L) against their `templates` (n, L)."""
     w = np.asarray(windows, dtype=np.float64)
     m = np.asarray(templates, dtype=np.float64)
+    n = len(w)
     qrs, pre, post = _regions(before, w.shape[1], fs)
-    width_w, width_m = _width(w, qrs, fs), _width(m, qrs, fs)
-    amp_w = w[:, qrs].max(axis=1) - w[:, qrs].min(axis=1)
-    amp_m = m[:, qrs].max(axis=1) - m[:, qrs].min(axis=1)
+    both = np.concatenate([w, m])   # each measure row by row: beats and templates in one call
+    width = _width(both, qrs, fs)
+    amp = both[:, qrs].max(axis=1) - both[:, qrs].min(axis=1)
+    width_w, width_m, amp_w, amp_m = width[:n], width[n:], amp[:n], amp[n:]
     rms_m = np.sqrt((m * m).mean(axis=1))
     dist = np.sqrt(((w - m) ** 2).mean(axis=1))
     dist_rel = np.where(rms_m > _EPS, dist / np.where(rms_m > _EPS, rms_m, 1.0), 0.0)
-    return np.stack([width_w, _ratio(width_w, width_m), _ratio(amp_w, amp_m), _corr(w[:, qrs], m[:, qrs]),
-                     _corr(w[:, pre], m[:, pre]), _corr(w[:, post], m[:, post]), dist_rel], axis=1)
+    return np.stack([width_w, _ratio(width_w, width_m), _ratio(amp_w, amp_m), _corr_stacked(both[:, qrs], n),
+                     _corr_stacked(both[:, pre], n), _corr_stacked(both[:, post], n), dist_rel], axis=1)
+
+
+def _median_rows(block):
+    """np.median(block, axis=0), the same numbers: each column's middle value (the mean of the
+    two middle ones for an even count) after a sort along contiguous memory, ~3x faster than
+    np.median for the template's 32 x 200 (finite values: the device refuses NaN input)."""
+    c = len(block)
+    s = np.sort(np.ascontiguousarray(block.T), axis=1)
+    return s[:, c // 2] if c % 2 else (s[:, c // 2 - 1] + s[:, c // 2]) / 2.0
 
 
 class MorphologyTracker(object):
@@ -109,7 +123,7 @@ class MorphologyTracker(object):
         templates = np.empty_like(w)
         for j in range(len(w)):
             i = start + j
-            templates[j] = np.median(allw[max(i - self.k, 0):i], axis=0) if i > 0 else allw[0]
+            templates[j] = _median_rows(allw[max(i - self.k, 0):i]) if i > 0 else allw[0]
         self.history = allw[-self.k:].copy()
         return features_against(w, templates, self.before, self.fs), templates
 

@@ -85,12 +85,82 @@ def feature_margin(fs):
     return (len(band) + len(deriv) + len(mwi)) // 2 + int(round((CANDIDATE_RADIUS_S + POSITION_S) * fs)) + 2
 
 
+def candidate_margin(fs):
+    """Samples of features each side of a candidate that candidates() reads: the maximum filter's
+    radius (and the sample before), the QRS position window."""
+    return max(int(round(CANDIDATE_RADIUS_S * fs)), int(round(POSITION_S * fs))) + 1
+
+
 def features(x, fs):
     """(band-passed, |slope|, MWI) of x: centred convolutions, zero outside x."""
     band, deriv, mwi = _kernels(fs)
     bp = np.convolve(x, band, mode="same")
     slope = np.convolve(bp, deriv, mode="same")
     return bp, np.abs(slope), np.convolve(slope * slope, mwi, mode="same")
+
+
+def _extend_same(src, src_end, dst, done, kernel, offset, final):
+    """dst[done:end] = np.convolve(whole src, kernel, "same")[done:end] for every output that src,
+    known up to src_end, decides (all at the signal's end); arrays indexed from `offset`. Returns
+    end. Each output is the same dot product numpy forms on the whole signal (the segment starts
+    at the signal's start or far enough before `done`, and is never shorter than the kernel, for
+    which numpy would swap the operands and sum in another order)."""
+    h = len(kernel) // 2
+    end = src_end if final else src_end - h
+    if end <= done:
+        return done
+    a = max(min(done - h, src_end - len(kernel)), 0)
+    seg = src[a - offset:src_end - offset]
+    if len(seg) < len(kernel):   # a signal shorter than the kernel (a = 0)
+        if not final:
+            return done
+        same = np.convolve(seg, kernel, mode="full")[h:h + len(seg)]
+    else:
+        same = np.convolve(seg, kernel, mode="same")
+    dst[done - offset:end - offset] = same[done - a:end - a]
+    return end
+
+
+class FeatureStream(object):
+    """features() of a lead that grows chunk by chunk, computed for the new samples only (a
+    stream's 0.25 s chunks would otherwise refilter their context each time): the same numbers.
+    Rows bp, slope (signed) and mwi of one array run parallel to the caller's buffer of the lead
+    (`grow` and `drop` as it does); exact up to bp_end, slope_end, mwi_end."""
+
+    def __init__(self, fs):
+        self.kernels = _kernels(fs)
+        assert all(len(k) % 2 for k in self.kernels)   # centred: "same" puts output i on input i
+        self.rows = np.zeros((3, 0))
+        self.bp_end = self.slope_end = self.mwi_end = 0
+
+    @property
+    def bp(self):
+        return self.rows[0]
+
+    @property
+    def mwi(self):
+        return self.rows[2]
+
+    def grow(self, k):
+        self.rows = np.concatenate([self.rows, np.zeros((3, k))], axis=1)
+
+    def drop(self, k):
+        self.rows = self.rows[:, k:]
+
+    def slope(self, a, b):
+        """|slope| of samples a .. b - 1 (buffer indices)."""
+        return np.abs(self.rows[1, a:b])
+
+    def update(self, y, n, offset, final):
+        """Bring the features up to date with the lead y (samples offset .. n - 1)."""
+        band, deriv, mwi = self.kernels
+        bp, signed, out = self.rows
+        self.bp_end = _extend_same(y, n, bp, self.bp_end, band, offset, final)
+        self.slope_end = _extend_same(bp, self.bp_end, signed, self.slope_end, deriv, offset, final)
+        # the MWI's input, slope squared, over what its new outputs read
+        a = max(min(self.mwi_end - len(mwi) // 2, self.slope_end - len(mwi)), 0)
+        sq = np.zeros(0) if self.slope_end <= a else signed[a - offset:self.slope_end - offset] ** 2
+        self.mwi_end = _extend_same(sq, self.slope_end - a, out[a - offset:], self.mwi_end - a, mwi, 0, final) + a
 
 
 def candidates(bp, slope, mwi, fs, lo=0, hi=None):
@@ -101,10 +171,13 @@ def candidates(bp, slope, mwi, fs, lo=0, hi=None):
     """
     hi = len(mwi) if hi is None else hi
     r = int(round(CANDIDATE_RADIUS_S * fs))
-    top = maximum_filter1d(mwi, 2 * r + 1, mode="constant", cval=0.0)
-    prev = np.concatenate([[np.inf], mwi[:-1]])
-    idx = np.flatnonzero((mwi == top) & (mwi > prev) & (mwi > 0))
-    idx = idx[(idx >= lo) & (idx < hi)]
+    if hi - lo > 4 * r:   # a long stretch: one maximum filter over it all
+        top = maximum_filter1d(mwi, 2 * r + 1, mode="constant", cval=0.0)
+        prev = np.concatenate([[np.inf], mwi[:-1]])
+        idx = np.flatnonzero((mwi == top) & (mwi > prev) & (mwi > 0))
+        idx = idx[(idx >= lo) & (idx < hi)]
+    else:                 # a stream's chunk: its few local maxima, each against its own +-r
+        idx = _short_maxima(mwi, lo, hi, r)
     w = int(round(POSITION_S * fs))
     if len(idx) == 0:
         empty = np.zeros(0, np.int64)
@@ -113,6 +186,22 @@ def candidates(bp, slope, mwi, fs, lo=0, hi=None):
     slopes = slope[grid].max(axis=1)
     pos = grid[np.arange(len(idx)), np.abs(bp[grid]).argmax(axis=1)]
     return idx, np.sqrt(mwi[idx]), slopes, pos
+
+
+def _short_maxima(mwi, lo, hi, r):
+    """The candidates' MWI peaks in [lo, hi) as the maximum filter finds them (equal to the
+    largest value within +-r, the filter's zero padding below every MWI value; above the sample
+    before, none at 0; above 0), tested one by one among the local maxima: a few per chunk, where
+    the filter's per-call cost would dominate a stream's 0.25 s."""
+    a = max(lo, 1)
+    if hi <= a:
+        return np.zeros(0, np.int64)
+    m = mwi[a:hi]
+    ok = (m > mwi[a - 1:hi - 1]) & (m > 0)
+    nxt = mwi[a + 1:hi + 1]   # the last sample of mwi has no successor
+    ok[:len(nxt)] &= m[:len(nxt)] >= nxt
+    return np.asarray([i for i in (np.flatnonzero(ok) + a).tolist() if mwi[i] >= mwi[max(i - r, 0):i + r + 1].max()],
+                      dtype=np.int64)
 
 
 def _median(values):

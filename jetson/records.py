@@ -130,6 +130,9 @@ def print_report(out_csv, run_report):
               "of signal; wall clock p50 {:.0f} ms, p99 {:.0f} ms".format(
                   lat["signal_ms_p50"], lat["beats_p50"], lat["signal_ms_p99"], lat["beats_p99"],
                   lat["wall_ms_p50"], lat["wall_ms_p99"]))
+        if run_report.get("overlap"):
+            print("           (the model in a second process, a few chunks behind the engine: --realtime or "
+                  "--no-overlap for a live device's latency)")
         print("sustained  {:.0f}x real time (processing time only)".format(run_report["realtime_factor"]))
     if "quality" in run_report:
         print(quality_gate.summary_line(run_report["quality"]))

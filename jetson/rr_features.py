@@ -26,8 +26,9 @@ PATIENT_WINDOW_S = 300.0
 BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
 
 
-def rr_features(peaks, fs, local_beats=LOCAL_BEATS, patient_window_s=PATIENT_WINDOW_S):
-    """(n, 7) float64 array of FEATURES for sorted R-peak sample numbers `peaks` at `fs` Hz."""
+def rr_features(peaks, fs, local_beats=LOCAL_BEATS, patient_window_s=PATIENT_WINDOW_S, rows=None):
+    """(n, 7) float64 array of FEATURES for sorted R-peak sample numbers `peaks` at `fs` Hz;
+    `rows`: only those beats' (the same numbers: a stream needs the newest one or two)."""
     t = np.asarray(peaks, dtype=np.float64) / float(fs)
     n = len(t)
     if n < 2:
@@ -38,10 +39,11 @@ def rr_features(peaks, fs, local_beats=LOCAL_BEATS, patient_window_s=PATIENT_WIN
     prev = np.concatenate([rr[:1], rr])
     nxt = np.concatenate([rr, rr[-1:]])
     csum = np.concatenate([[0.0], np.cumsum(prev)])
-    idx = np.arange(n)
+    idx = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    prev, nxt = prev[idx], nxt[idx]
     lo = np.maximum(idx - local_beats + 1, 0)
     local = (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
-    lo = np.searchsorted(t, t - patient_window_s, side="right")
+    lo = np.searchsorted(t, t[idx] - patient_window_s, side="right")
     patient = (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
     return np.stack([prev, nxt, local, patient, prev / patient, nxt / patient, local / patient], axis=1)
 

@@ -24,15 +24,23 @@ def rr_or_error(rr, features):
 
 
 class OrtRunner:
-    def __init__(self, path):
+    """threads: ONNX Runtime's intra-op threads (None: its default, all cores). A stream classifies
+    a beat or two at a time, for which one thread is ~2x faster than several (their hand-offs cost
+    more than they share); the logits are the same numbers either way."""
+
+    def __init__(self, path, threads=None):
         try:
             import onnxruntime as ort
         except ImportError:
             raise DeviceError("--backend onnxruntime needs the onnxruntime package")
         if not os.path.isfile(path):
             raise DeviceError("{}: ONNX file not found".format(path))
+        self.onnx_path = path   # a second process may load it too (overlap.py)
         try:
-            self.sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = int(threads)
+            self.sess = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise DeviceError("{}: not a loadable ONNX model ({})".format(path, str(e).splitlines()[0][:200]))
         inputs = self.sess.get_inputs()
@@ -134,15 +142,16 @@ class TrtRunner:
         return out
 
 
-def open_runner(backend, engine=None, onnx=None):
-    """The runner for --backend, from --engine (tensorrt) or --onnx (onnxruntime)."""
+def open_runner(backend, engine=None, onnx=None, stream=False):
+    """The runner for --backend, from --engine (tensorrt) or --onnx (onnxruntime); `stream`: the
+    model will see a beat or two per call (ONNX Runtime on one thread, see OrtRunner)."""
     if backend == "tensorrt":
         if not engine:
             raise DeviceError("--backend tensorrt needs --engine (or use --backend onnxruntime --onnx FILE)")
         return TrtRunner(engine)
     if not onnx:
         raise DeviceError("--backend onnxruntime needs --onnx FILE")
-    return OrtRunner(onnx)
+    return OrtRunner(onnx, threads=1 if stream else None)
 
 
 def model_classes(run):

@@ -64,13 +64,27 @@ def cwt_by_fft(windows, op):
     return full[:, :, n - 1:2 * n - 1]
 
 
+def beat_images(windows, op, n, with_template):
+    """The model's images of n beats: `windows` (n, 200), or with the template channel (2n, 200),
+    the beats then their templates, as (n, 2, size, size): a stream's few by FFT in one call,
+    more by the operator product, one per set as stage 1 makes them."""
+    if not with_template:
+        return images(windows, op)
+    if len(windows) < SMALL:
+        both = images(windows, op)
+        return np.stack([both[:n], both[n:]], axis=1)
+    return np.stack([images(windows[:n], op), images(windows[n:], op)], axis=1)
+
+
 def images(windows, op, batch=128):
     """uint8 (B, size, size) scalograms of (B, 200) windows: stage 1's CWT (the operator matrix;
     by FFT for fewer than SMALL windows), |CWT| min-max scaled per image, resized bicubic."""
     import cv2
 
-    matrix, size = op["operator"], int(op["image_size"])
-    n = windows.shape[1]
+    size, n = int(op["image_size"]), windows.shape[1]
+    if "operator" not in op and len(windows) >= SMALL:   # an operator sent as its kernels (overlap.py)
+        op["operator"] = operator_matrix(op["operator_kernels"])
+    matrix = op.get("operator")
     out = np.empty((len(windows), size, size), np.uint8)
     for start in range(0, len(windows), batch):
         w = windows[start:start + batch]

@@ -21,72 +21,19 @@ Steps, all at the model's rate (the operator file's fs, 360 Hz):
 A beat is classified once its window is complete and the next beat is known (or the signal has
 ended); all sample numbers given out are the input's own.
 """
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import numpy as np
 from scipy.ndimage import median_filter
-from scipy.signal import firwin, upfirdn
 
 from . import qrs, scalograms
 from .common import DeviceError
 from .morphology import MorphologyTracker
+from .resample import Resampler, rate_ratio  # noqa: F401 (rate_ratio: the engine's public names)
 from .rr_features import LOCAL_BEATS, PATIENT_WINDOW_S, rr_features
 
 NORMALISATIONS = ("record", "running")
-
-
-def rate_ratio(fs_in, fs_out):
-    """(up, down) with fs_out / fs_in = up / down, for the polyphase resampler."""
-    r = Fraction(str(float(fs_out))) / Fraction(str(float(fs_in)))
-    if r.numerator > 10000 or r.denominator > 10000:
-        raise DeviceError("sampling rate {:g} Hz: the ratio {:g}/{:g} is too complex to resample; round the rate "
-                          "to a whole number of Hz".format(fs_in, fs_out, fs_in))
-    return r.numerator, r.denominator
-
-
-class Resampler(object):
-    """scipy.signal.resample_poly(x, up, down) (Kaiser window, beta 5, zero padding) computed chunk
-    by chunk: each output sample comes from upfirdn over a buffer that holds all its inputs and
-    starts at a multiple of `down`, so the products and sums are those of the one-shot call."""
-
-    def __init__(self, fs_in, fs_out):
-        self.up, self.down = rate_ratio(fs_in, fs_out)
-        self.n_in, self.start, self.out_done = 0, 0, 0
-        self.buf = np.zeros(0)
-        if self.up == self.down == 1:
-            return
-        max_rate = max(self.up, self.down)
-        half_len = 10 * max_rate
-        h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
-        pre_pad = self.down - half_len % self.down
-        self.pre = (half_len + pre_pad) // self.down
-        self.h = np.concatenate([np.zeros(pre_pad), h])
-
-    def push(self, x, final=False):
-        x = np.asarray(x, dtype=np.float64)
-        if self.up == self.down == 1:
-            return x
-        self.buf = np.concatenate([self.buf, x])
-        self.n_in += len(x)
-        up, down, pre = self.up, self.down, self.pre
-        n_total = -(-self.n_in * up // down)
-        # output m needs the inputs up to floor((m + pre) * down / up)
-        end = n_total if final else min(n_total, -(-self.n_in * up // down) - pre)
-        if end <= self.out_done:
-            return np.zeros(0)
-        z = upfirdn(self.h, self.buf, up, down)
-        offset = self.start * up // down
-        need = end + pre - offset
-        if len(z) < need:
-            z = np.concatenate([z, np.zeros(need - len(z))])
-        out = z[self.out_done + pre - offset:need]
-        self.out_done = end
-        # the oldest input any later output needs, rounded down to a multiple of down
-        first = max(((end + pre) * down - len(self.h) + 1) // up, 0) // down * down
-        if first > self.start:
-            self.buf = self.buf[first - self.start:]
-            self.start = first
-        return out
 
 
 def median_length(seconds, fs):
@@ -110,7 +57,7 @@ class BeatEngine(object):
     """
 
     def __init__(self, op, fs_in, classify, normalisation="running", given_peaks=None, keep=None, morphology=False,
-                 template_channel=False, record_norm=None, detector=None):
+                 template_channel=False, record_norm=None, detector=None, overlap=None):
         if normalisation not in NORMALISATIONS:
             raise DeviceError("unknown normalisation '{}'".format(normalisation))
         self.op, self.classify, self.norm = op, classify, normalisation
@@ -120,10 +67,13 @@ class BeatEngine(object):
         self.fs, self.fs_in = float(op["fs"]), float(fs_in)
         self.resampler = Resampler(self.fs_in, self.fs)
         self.before, self.after = int(op["before"]), int(op["after"])
+        self.offsets = np.arange(-self.before, self.after)[None, :]   # a window's samples around its R peak
         self.half = int(float(op["align_halfwidth_s"]) * self.fs)
         self.medians = [median_length(w, self.fs) for w in op["baseline_windows_s"]]
         self.m_base = sum(m // 2 for m in self.medians)
         self.m_feat = qrs.feature_margin(self.fs)
+        self.m_cand = qrs.candidate_margin(self.fs)
+        self.features = qrs.FeatureStream(self.fs)                # the detector's feature signals, parallel to y
         self.y, self.filt, self.y0 = np.zeros(0), np.zeros(0), 0   # model-rate lead and baseline-removed lead
         self.n, self.f_end, self.c_end = 0, 0, 0                  # samples in, filt exact up to, candidates fed up to
         self.decider, self.raw = None, []                         # detector; detected peaks not yet aligned
@@ -133,15 +83,20 @@ class BeatEngine(object):
         self.peaks, self.heights, self.flags = [], [], []         # aligned beats not yet dropped from memory
         self.first = 0                                            # beat number of peaks[0]
         self.next_beat = 0                                        # next beat to classify
+        self.trimmed_at = None                                    # next_beat - first at the last _trim_beats
         self.final = False
         # every beat with a full window enters the running template, in time order (stage 1 alike)
         self.with_morph, self.with_template = bool(morphology), bool(template_channel)
+        # overlap (overlap.py): the images and the model in a second process, the labels in order
+        # as they come back; the same labels, the beats out a little later
+        self.overlap = overlap if classify is not None else None
         self.morph = MorphologyTracker(self.before, self.fs) if morphology or template_channel else None
 
     # -- signal buffers -------------------------------------------------------------------
     def _append(self, y):
         self.y = np.concatenate([self.y, y])
         self.filt = np.concatenate([self.filt, np.zeros(len(y))])
+        self.features.grow(len(y))
         self.n += len(y)
 
     def _baseline(self):
@@ -175,6 +130,7 @@ class BeatEngine(object):
             self.raw.extend(self.given[self.n_given:k].tolist())
             self.n_given = k
             return
+        self.features.update(self.y, self.n, self.y0, self.final)
         end = self.n if self.final else self.n - self.m_feat
         if self.decider is None:
             init = int(qrs.INIT_S * self.fs)
@@ -183,10 +139,14 @@ class BeatEngine(object):
             _, _, mwi = qrs.features(self.y[:min(self.n, init + self.m_feat)], self.fs)
             self.decider = qrs.Decider(self.fs, qrs.seed_heights(mwi[:min(self.n, init)], self.fs), self.detector)
         if end > self.c_end:
-            a = max(self.c_end - self.m_feat, 0)
-            bp, slope, mwi = qrs.features(self.y[a - self.y0:self.n - self.y0], self.fs)
-            idx, h, s, pos = qrs.candidates(bp, slope, mwi, self.fs, self.c_end - a, end - a)
-            self.raw.extend((np.asarray(self.decider.feed(idx + a, h, s, pos + a), dtype=np.int64)).tolist())
+            # the candidates of [c_end, end) from the features around them (exact there: end lags
+            # the features by the candidate radius and the QRS position window)
+            a = max(self.c_end - self.m_cand, 0)
+            f, top, o = self.features, self.features.mwi_end, self.y0
+            idx, h, s, pos = qrs.candidates(f.bp[a - o:top - o], f.slope(a - o, top - o), f.mwi[a - o:top - o],
+                                            self.fs, self.c_end - a, end - a)
+            if len(idx):
+                self.raw.extend((np.asarray(self.decider.feed(idx + a, h, s, pos + a), dtype=np.int64)).tolist())
             self.c_end = end
         if self.final:
             self.raw.extend(self.decider.finish(self.n))
@@ -221,8 +181,13 @@ class BeatEngine(object):
             out.append(i)
         return out
 
-    def _rr(self, rel):
-        """RR features of the beats `rel` over all (distinct) peaks in memory."""
+    def _rr(self, rel, all_peaks):
+        """RR features of the beats `rel` over all (distinct) peaks in memory (`all_peaks`: self.peaks
+        as float64)."""
+        if None not in self.flags:   # detected beats (no duplicate given peaks): every peak, no bookkeeping
+            if len(self.peaks) < 2:
+                return np.zeros((len(rel), 7), np.float32)
+            return rr_features(all_peaks, self.fs, rows=rel)
         valid = [i for i, f in enumerate(self.flags) if f is not None]
         peaks = np.asarray([self.peaks[i] for i in valid], dtype=np.float64)
         if len(peaks) < 2:
@@ -231,24 +196,29 @@ class BeatEngine(object):
         where = {v: k for k, v in enumerate(valid)}
         return feats[[where[i] for i in rel]]  # float64: the runner casts to the model's float32
 
-    def _norm(self, rel):
-        heights = np.asarray(self.heights)
-        ok = np.asarray([f is not None for f in self.flags])
+    def _norm(self, rel, all_peaks):
         if self.norm == "record" and self.record_norm is not None:
             return np.full(len(rel), self.record_norm)
+        heights = np.asarray(self.heights)
+        ok = np.asarray([f is not None for f in self.flags]) if None in self.flags else np.ones(len(heights), bool)
         if self.norm == "record":     # stage 1: the whole record's classified beats (batch only)
             sel = ok & np.asarray([bool(f) for f in self.flags])
             return np.full(len(rel), np.mean(heights[sel]) if sel.any() else np.nan)
-        t = np.asarray(self.peaks, dtype=np.float64) / self.fs
+        t = all_peaks / self.fs
         lo = np.searchsorted(t, t[rel] - PATIENT_WINDOW_S, side="right")
+        if ok.all():   # the same means without the copies
+            return np.asarray([np.mean(heights[a:i + 1]) for a, i in zip(lo, rel)])
         return np.asarray([np.mean(heights[a:i + 1][ok[a:i + 1]]) for a, i in zip(lo, rel)])
 
     def _emit(self):
+        """The beats that became ready: (found, job). `found`: their tuples without labels;
+        `job`: what _label needs to label them (None: nothing to classify), copies only, so that
+        the next push may run while it is labelled (overlap)."""
         rel = self._ready()
         if not rel:
-            return []
+            return [], None
         self.next_beat = self.first + rel[-1] + 1
-        peaks = np.asarray(self.peaks)[rel]
+        peaks = np.asarray([self.peaks[i] for i in rel], dtype=np.int64)
         found = [(self.first + i, int(p), self.to_input(p), None, None) for i, p in zip(rel, peaks)
                  if self.flags[i] is not None]
         usable = np.asarray([self.flags[i] is True for i in rel]) & (peaks - self.before >= 0) & (
@@ -256,28 +226,27 @@ class BeatEngine(object):
         morph, templates = self._morphology(rel, peaks) if self.morph is not None else (None, None)
         rel = [i for i, u in zip(rel, usable) if u]
         if not rel or self.classify is None:   # classify=None: detection only (bench_detection.py)
-            return found
-        peaks = np.asarray(self.peaks)[rel]
-        norm = self._norm(rel)
+            return found, None
+        peaks = np.asarray([self.peaks[i] for i in rel], dtype=np.int64)
+        all_peaks = np.asarray(self.peaks, dtype=np.float64)
+        norm = self._norm(rel, all_peaks)
         if not np.all(np.isfinite(norm)) or np.any(norm == 0):
             raise DeviceError("the mean R height is {:g}: the signal has no usable beats".format(float(norm[0])))
-        idx = (peaks - self.y0)[:, None] + np.arange(-self.before, self.after)[None, :]
-        windows = self.filt[idx] / norm[:, None]
-        feats = self._rr(rel)
+        windows = self.filt[(peaks - self.y0)[:, None] + self.offsets] / norm[:, None]
+        feats = self._rr(rel, all_peaks)
         if self.with_morph:
             feats = np.concatenate([feats, np.asarray([morph[i] for i in rel])], axis=1)
         if self.with_template:   # scaled as the beat (only rounding depends on it: images are min-max scaled)
-            both = np.concatenate([windows, np.asarray([templates[i] for i in rel]) / norm[:, None]])
-            if len(both) < scalograms.SMALL:   # a stream's beat or two: one FFT call for beat and template
-                images = self.images(both, self.op)
-                images = np.stack([images[:len(rel)], images[len(rel):]], axis=1)
-            else:                              # one product per set, as stage 1 makes them
-                images = np.stack([self.images(windows, self.op), self.images(both[len(rel):], self.op)], axis=1)
-        else:
-            images = self.images(windows, self.op)
-        labels, conf = self.classify(images, feats)
-        done = {self.first + i: (int(k), float(c)) for i, k, c in zip(rel, labels, conf)}
-        return [b[:3] + done.get(b[0], (None, None)) for b in found]
+            windows = np.concatenate([windows, np.asarray([templates[i] for i in rel]) / norm[:, None]])
+        return found, ([self.first + i for i in rel], windows, feats)
+
+    def _label(self, found, job):
+        """The beats `found` with the labels of `job` (_emit): their images and the model."""
+        if job is None:
+            return found
+        numbers, windows, feats = job
+        images = scalograms.beat_images(windows, self.op, len(numbers), self.with_template)
+        return labelled(found, numbers, *self.classify(images, feats))
 
     def _morphology(self, rel, peaks):
         """({beat: morphology features}, {beat: template window}) for the beats `rel` (model-rate
@@ -287,19 +256,12 @@ class BeatEngine(object):
                 if self.flags[i] is not None and p - self.before >= 0 and p + self.after < self.n]
         if not full:
             return {}, {}
-        idx = (np.asarray([p for _, p in full]) - self.y0)[:, None] + np.arange(-self.before, self.after)[None, :]
+        idx = (np.asarray([p for _, p in full]) - self.y0)[:, None] + self.offsets
         feats, templates = self.morph.push_with_templates(self.filt[idx])
         beats = [i for i, _ in full]
         return dict(zip(beats, feats)), dict(zip(beats, templates))
 
-    def to_input(self, p):
-        """A model-rate sample number in the input's own sample numbers."""
-        return int(round(p * self.fs_in / self.fs))
-
-    def _trim(self):
-        """Forget what no later step needs: bounded memory in a stream."""
-        if self.final:
-            return
+    def _trim_beats(self):
         # RR features and the running mean look back 300 s and LOCAL_BEATS beats from the next
         # beat to classify, plus one beat (the RR interval into the oldest one)
         t = np.asarray(self.peaks, dtype=np.float64) / self.fs
@@ -309,12 +271,28 @@ class BeatEngine(object):
         if keep_from > 0:
             del self.peaks[:keep_from], self.heights[:keep_from], self.flags[:keep_from]
             self.first += keep_from
+
+    def to_input(self, p):
+        """A model-rate sample number in the input's own sample numbers."""
+        return int(round(p * self.fs_in / self.fs))
+
+    def _trim(self):
+        """Forget what no later step needs: bounded memory in a stream."""
+        if self.final:
+            return
+        # the beats in memory: what they must hold moves only with the next beat to classify (or
+        # with the signal's end while every beat found is classified), so not every chunk
+        nb = self.next_beat - self.first
+        if nb != self.trimmed_at or nb >= len(self.peaks):
+            self._trim_beats()
+            self.trimmed_at = self.next_beat - self.first
         need = min([self.f_end - self.m_base, self.c_end - self.m_feat, self.n - self.m_base - self.m_feat]
                    + [r - self.half for r in self.raw]
                    + [p - self.before for p in self.peaks[self.next_beat - self.first:]])
         need = max(need - 1, 0)
         if need > self.y0:
             self.y, self.filt = self.y[need - self.y0:], self.filt[need - self.y0:]
+            self.features.drop(need - self.y0)
             self.y0 = need
 
     def push(self, x, final=False):
@@ -326,7 +304,20 @@ class BeatEngine(object):
         self._detect()     # on the lead itself; the baseline only serves the alignment and the windows
         self._baseline()
         self._align()
-        beats = self._emit()
+        found, job = self._emit()
         self._trim()
-        return beats
+        if self.overlap is None:
+            return self._label(found, job)
+        self.overlap.put(found, job)   # labelled in the model process while the next pushes go on
+        return self.overlap.take(final)
 
+    def close(self):
+        """Stop the overlap's model process (the final push does; call it when a stream is abandoned)."""
+        if self.overlap is not None:
+            self.overlap.close()
+
+
+def labelled(found, numbers, labels, conf):
+    """The beat tuples `found` with the labels and confidences of the beats `numbers` (in that order)."""
+    done = {b: (int(k), float(c)) for b, k, c in zip(numbers, labels, conf)}
+    return [b[:3] + done.get(b[0], (None, None)) for b in found]

@@ -115,3 +115,53 @@ def test_long_gap_is_an_error():
     v[50:50 + 37] = np.nan   # 37 samples at 360 Hz > 0.1 s
     with pytest.raises(common.DeviceError, match="37 missing or non-numeric values in a row"):
         signal_input.GapFiller(360, "x.csv").fill_all(v)
+
+
+def test_feature_stream_equals_the_whole_signals_features(mitdb):
+    """qrs.FeatureStream (a stream's new samples only, its buffer trimmed as the engine trims
+    it) gives qrs.features of the whole lead, bit for bit, for any chunking, at both ends."""
+    from jetson import qrs
+
+    x, _ = lead(mitdb, "208", 20)
+    bp, slope, mwi = qrs.features(x, 360.0)
+    rng = np.random.default_rng(5)
+    for sizes in ([1], [7, 90, 3], [90], [5000]):
+        f, n, y0, got = qrs.FeatureStream(360.0), 0, 0, {"bp": {}, "slope": {}, "mwi": {}}
+        k = 0
+        while n < len(x):
+            step = min(sizes[k % len(sizes)], len(x) - n)
+            k += 1
+            f.grow(step)
+            n += step
+            before = f.mwi_end
+            f.update(x[y0:n], n, y0, n == len(x))
+            for i in range(before, f.mwi_end):                      # what became final
+                got["bp"][i], got["mwi"][i] = f.bp[i - y0], f.mwi[i - y0]
+                got["slope"][i] = f.slope(i - y0, i - y0 + 1)[0]
+            drop = int(rng.integers(0, 60))                         # trim as the engine does: behind what it needs
+            keep_from = max(min(f.mwi_end, f.slope_end, f.bp_end) - 200, y0)
+            if drop and keep_from > y0:
+                f.drop(keep_from - y0)
+                y0 = keep_from
+        assert (f.bp_end, f.slope_end, f.mwi_end) == (len(x),) * 3
+        for name, want in (("bp", bp), ("slope", slope), ("mwi", mwi)):
+            idx = np.array(sorted(got[name]))
+            assert np.array_equal(np.array([got[name][i] for i in idx]), want[idx]), (sizes, name)
+        assert len(got["mwi"]) == len(x)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_chunks_candidates_are_those_of_the_maximum_filter(seed):
+    """qrs.candidates on a short stretch (a stream's chunk: local maxima tested one by one) finds
+    the peaks the maximum filter finds on a long one: plateaus, zeros, both ends."""
+    from jetson import qrs
+
+    rng = np.random.default_rng(seed)
+    mwi = np.repeat(np.round(rng.random(300) ** 3, 2), rng.integers(1, 4, 300))[:600]   # plateaus and ties
+    mwi[:5], mwi[200:230] = 0.0, 0.0
+    bp, slope = rng.standard_normal(len(mwi)), rng.random(len(mwi))
+    whole = qrs.candidates(bp, slope, mwi, 100.0)                 # r = 20: the filter over everything
+    pieces = [qrs.candidates(bp, slope, mwi, 100.0, lo, min(lo + 37, len(mwi))) for lo in range(0, len(mwi), 37)]
+    for k in range(4):
+        assert np.array_equal(np.concatenate([p[k] for p in pieces]), whole[k])
+    assert len(whole[0]) > 5

@@ -187,3 +187,12 @@ def test_bn_recalibration_gives_the_statistics_of_the_current_weights(tmp_path):
     assert torch.allclose(bn.running_mean, y.mean((0, 2, 3)), atol=1e-5)
     assert torch.allclose(bn.running_var, y.var((0, 2, 3)), rtol=1e-3)
     assert bn.momentum == 0.01 and not net.training
+
+
+def test_features_of_some_rows_are_those_rows_of_all():
+    """rows=: a stream's newest beats only, the same numbers as the whole computation's rows."""
+    rng = np.random.default_rng(4)
+    peaks = np.cumsum(rng.integers(150, 500, 1200))
+    whole = rr.rr_features(peaks, 360)
+    for rows in ([0], [1199], [600, 601], list(range(0, 1200, 7))):
+        assert np.array_equal(rr.rr_features(peaks, 360, rows=rows), whole[rows])
