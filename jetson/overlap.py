@@ -149,6 +149,13 @@ class Pipeline(object):
         elif found:
             self.pending.append((found, None))
 
+    def oldest(self):
+        """The model-rate R peak of the oldest beat not yet taken (None: none)."""
+        for found, _ in self.pending:
+            if found:
+                return found[0][1]
+        return None
+
     def take(self, final=False):
         """The beats that can leave: the labelled ones at the head (waiting for the oldest job
         only when MAX_PENDING are out, or at the signal's end)."""

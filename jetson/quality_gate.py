@@ -55,8 +55,9 @@ class GatedEngine(object):
         self.tracker.beats([b[1] for b in beats])
         self.held.extend(beats)
         out = []
-        # the engine keeps every sample a beat it has still to give needs: none comes before its buffer
-        for peak, ind in self.tracker.ready(getattr(self.engine, "y0", 0)):
+        # no beat the engine has still to give comes before its buffer (or the oldest beat its
+        # model process still holds)
+        for peak, ind in self.tracker.ready(getattr(self.engine, "held_from", 0)):
             b = self.held.pop(0)
             if b[1] != peak:   # the tracker gets every beat the engine gives, in order
                 raise RuntimeError("quality gate out of step: beat at {} judged as {}".format(b[1], peak))

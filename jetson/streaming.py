@@ -311,6 +311,13 @@ class BeatEngine(object):
         self.overlap.put(found, job)   # labelled in the model process while the next pushes go on
         return self.overlap.take(final)
 
+    @property
+    def held_from(self):
+        """No beat still to come out of push() has its R peak before this model-rate sample: the
+        buffer's start, or the oldest beat waiting for its label in the model process."""
+        oldest = self.overlap.oldest() if self.overlap is not None else None
+        return self.y0 if oldest is None else min(self.y0, oldest)
+
     def close(self):
         """Stop the overlap's model process (the final push does; call it when a stream is abandoned)."""
         if self.overlap is not None:

@@ -17,10 +17,13 @@ AAMI = REPO / "models" / "aami"
 ORT = ("--backend", "onnxruntime", "--onnx", AAMI / "ecg_model_float.onnx", "--operator", AAMI / "cwt_operator.npz")
 
 
-def test_overlap_gives_the_csv_of_one_process(mitdb, tmp_path):
-    """Record 208 (PVCs, fusion beats), 6 minutes, 0.1 s chunks: the model process's labels are
-    those of the engine's own call, byte for byte, and the run says where the model ran."""
-    rec = ("--record", mitdb / "208", "--stream", "--chunk-s", "0.1")
+@pytest.mark.parametrize("extra", [(), ("--quality", "--holter")], ids=["plain", "quality"])
+def test_overlap_gives_the_csv_of_one_process(mitdb, tmp_path, extra):
+    """Record 208 (PVCs, fusion beats; 30 min), 0.1 s chunks: the model process's labels are
+    those of the engine's own call, byte for byte, and the run says where the model ran. With the
+    quality gate, which holds beats 2.5 s longer and needs their samples: the same CSV and Holter
+    summary (the gate must not forget the samples of beats still in the model process)."""
+    rec = ("--record", mitdb / "208", "--stream", "--chunk-s", "0.1") + extra
     two, one = tmp_path / "two.csv", tmp_path / "one.csv"
     run = infer(*ORT, *rec, "--out", two)
     assert run.returncode == 0, run.stderr
@@ -29,6 +32,8 @@ def test_overlap_gives_the_csv_of_one_process(mitdb, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "second process" not in run.stdout
     assert two.read_text() == one.read_text() and len(two.read_text().splitlines()) > 2900
+    if extra:
+        assert (tmp_path / "two.holter.json").read_text() == (tmp_path / "one.holter.json").read_text()
 
 
 def job(n=1):
