@@ -30,8 +30,15 @@ def pyplot():
     return plt
 
 
+UNREADABLE_COLOUR = "#9e9e9e"   # a beat the quality gate marked U (class index -1 in a log)
+
+
 def colour(k):
-    return PALETTE[k % len(PALETTE)]
+    return UNREADABLE_COLOUR if k < 0 else PALETTE[k % len(PALETTE)]
+
+
+def letter(letters, k):
+    return "U" if k < 0 else letters[k]
 
 
 def _png(fig, plt, dpi):
@@ -49,7 +56,8 @@ def strip_pages(x, fs, beats, letters, title, missed=None, seconds_per_row=10.0,
     """PNG pages (bytes) of the signal `x` at `fs` Hz, `seconds_per_row` per row: each beat's
     predicted class as a coloured letter above the trace, its reference symbol below where there
     is one (red, on a red band, where the two disagree), reference beats no detection matched as
-    orange symbols with an x. beats: dict of equal-length sequences sample, pred (class index),
+    orange symbols with an x. beats: dict of equal-length sequences sample, pred (class index; -1:
+    unreadable, drawn as a grey U),
     ref (reference symbol, '' for none), wrong (bool); missed: (samples, symbols)."""
     plt = pyplot()
     from matplotlib.patches import Patch
@@ -65,7 +73,9 @@ def strip_pages(x, fs, beats, letters, title, missed=None, seconds_per_row=10.0,
     per_row = int(round(seconds_per_row * fs))
     n_rows = max(int(math.ceil(len(x) / float(per_row))), 1)
     n_pages = int(math.ceil(n_rows / float(rows_per_page)))
-    handles = [Patch(color=colour(k), label=letter) for k, letter in enumerate(letters)]
+    handles = [Patch(color=colour(k), label=name) for k, name in enumerate(letters)]
+    if (pred < 0).any():
+        handles.append(Patch(color=colour(-1), label="U (unreadable)"))
     if any(ref) or len(m_samples):
         handles += [Line2D([], [], ls="", marker="$R$", color="#555555", label="reference"),
                     Patch(color=WRONG, alpha=0.25, label="disagreement"),
@@ -93,7 +103,7 @@ def strip_pages(x, fs, beats, letters, title, missed=None, seconds_per_row=10.0,
                 t = samples[i] / float(fs) - t0
                 if wrong[i]:
                     ax.axvspan(t - 0.14, t + 0.14, color=WRONG, alpha=0.18, lw=0)
-                ax.text(t, top, letters[pred[i]], color="white", fontsize=7.5, fontweight="bold", ha="center",
+                ax.text(t, top, letter(letters, pred[i]), color="white", fontsize=7.5, fontweight="bold", ha="center",
                         va="center", bbox=dict(boxstyle="round,pad=0.18", fc=colour(pred[i]), ec="none"))
                 if ref[i]:
                     ax.text(t, bottom, ref[i], fontsize=7.5, ha="center", va="center",

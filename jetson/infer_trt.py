@@ -179,8 +179,6 @@ def check_quality_args(args):
     if args.quality:
         if args.images:
             raise DeviceError("--quality judges ECG signals: give --record, --csv, --edf or --records")
-        if args.plot or args.report:
-            raise DeviceError("--quality does not go with --plot or --report yet (they do not show U beats)")
         quality_gate.check_thresholds(quality_gate.thresholds_from(args))
 
 

@@ -203,6 +203,8 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
                 if gate and label is not None and gate.take(beat, writer, ref):   # unreadable: written as U
                     if holter is not None:
                         holter.add(sample, quality_gate.LABEL)
+                    if log:
+                        log.unreadable(sample, gate.symbol or "")
                     clock.labelled(sample, now)
                     continue
                 reference, true = ref.beat(sample, label) if ref else (None, None)

@@ -14,7 +14,7 @@ Used for --report without --plot (--plot draws every minute of the signal, so it
 """
 import numpy as np
 
-from .report import BeatLog
+from .report import UNREADABLE, BeatLog, class_counts
 
 LONG_S = 3600.0
 HEAD_S = 600.0
@@ -215,14 +215,14 @@ class LongBeatLog(BeatLog):
         self.chunks, self.missed = [], missed
 
     def class_counts(self, n_classes):
-        return np.bincount(self.pred.values().astype(np.int64), minlength=n_classes).tolist()
+        return class_counts(self.pred.values().astype(np.int64), n_classes)
 
     def beats(self):
         """The beats of the strip pages (all, or those of the head of a long recording)."""
         k = int(np.searchsorted(self.sample.values(), len(self.head))) if self.long else len(self.sample)
         p, t = self.pred.values()[:k], self.true.values()[:k]
         return {"sample": self.sample.values()[:k].tolist(), "pred": p.tolist(),
-                "ref": [self.ref[i] for i in range(k)], "wrong": ((t >= 0) & (t != p)).tolist()}
+                "ref": [self.ref[i] for i in range(k)], "wrong": ((t >= 0) & (p != UNREADABLE) & (t != p)).tolist()}
 
 
 def strip_input(log):

@@ -72,6 +72,7 @@ class Gate(object):
     def __init__(self, thresholds=None):
         self.th = thresholds or quality.Thresholds()
         self.labelled = self.unreadable = self.ref_unreadable = 0
+        self.symbol = None
         self.ref_by_class = {}
 
     def wrap(self, engine, fs_in):
@@ -84,12 +85,12 @@ class Gate(object):
         if beat[6]:
             return False
         self.unreadable += 1
-        ref = None
+        ref = self.symbol = None   # symbol: the matched reference annotation (for the report's strips)
         if scorer is not None:
             k = scorer.matcher.match(beat[2])   # pairs for the detection counts; no confusion entry
             ref = ("", "")
             if k is not None:
-                symbol = scorer.matcher.sym[k]
+                symbol = self.symbol = scorer.matcher.sym[k]
                 ref = (aami(symbol), symbol)
                 self.ref_unreadable += 1
                 self.ref_by_class[ref[0]] = self.ref_by_class.get(ref[0], 0) + 1

@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections import deque
 
 import numpy as np
 
@@ -159,6 +160,9 @@ def error_groups(true, pred, conf, per_pair):
 
 
 # -- pictures -----------------------------------------------------------------------------------
+UNREADABLE = -1   # the class index a log stores for a beat the quality gate marked U
+
+
 class BeatLog(object):
     """What the device's --plot / --report need from a run, gathered as it goes with bounded extra
     memory: every labelled beat (sample, class, confidence, reference), the input signal, and the
@@ -169,15 +173,17 @@ class BeatLog(object):
         self.per_pair, self.low_confidence = per_pair, low_confidence
         self.sample, self.pred, self.conf, self.ref, self.true = [], [], [], [], []
         self.chunks, self.x = [], None
-        self.images, self.next_image = None, 0
+        # the classifier's images not yet matched to their beats (each labelled beat takes the next;
+        # the quality gate holds beats back across calls): a few seconds of beats
+        self.images = deque()
         self.errors, self.pairs, self.low, self.n_low = {}, {}, [], 0
-        self.missed = None
+        self.missed, self.n_unreadable = None, 0
 
     def wrap(self, classify):
-        """The classifier, also keeping the images of its last call (one call per engine push)."""
+        """The classifier, also keeping the images it is given (the beat's, not its template's)."""
         def keep(u8, rr):
             out = classify(u8, rr)
-            self.images, self.next_image = (u8[:, 0] if u8.ndim == 4 else u8), 0   # the beat, not its template
+            self.images.extend(u8[:, 0] if u8.ndim == 4 else u8)
             return out
         return keep
 
@@ -188,8 +194,7 @@ class BeatLog(object):
         """One labelled beat, in the order the classifier saw them; `true`: the reference in the
         model's classes (an index), None where there is none or it is not one of them. Returns
         the gallery heap it was offered to (errors of its pair, or low confidence), or None."""
-        img = self.images[self.next_image]
-        self.next_image += 1
+        img = self.images.popleft()
         n = len(self.sample)
         self.sample.append(int(sample))
         self.pred.append(int(label))
@@ -209,6 +214,17 @@ class BeatLog(object):
             return None
         return heap   # the gallery heap the beat was offered to
 
+    def unreadable(self, sample, ref=""):
+        """A beat the quality gate judged unreadable (--quality; the model labelled it, in the order
+        of the others): in the strips as U, never in the gallery."""
+        self.images.popleft()
+        self.n_unreadable += 1
+        self.sample.append(int(sample))
+        self.pred.append(UNREADABLE)
+        self.conf.append(0.0)
+        self.ref.append(ref)
+        self.true.append(self._stored_true(None))
+
     def _stored_true(self, true):
         return true
 
@@ -218,11 +234,16 @@ class BeatLog(object):
         self.chunks, self.missed = [], missed
 
     def class_counts(self, n_classes):
-        return np.bincount(np.asarray(self.pred, dtype=np.int64), minlength=n_classes).tolist()
+        return class_counts(np.asarray(self.pred, dtype=np.int64), n_classes)
 
     def beats(self):
         return {"sample": self.sample, "pred": self.pred, "ref": self.ref,
-                "wrong": [t is not None and t != p for t, p in zip(self.true, self.pred)]}
+                "wrong": [t is not None and p != UNREADABLE and t != p for t, p in zip(self.true, self.pred)]}
+
+
+def class_counts(pred, n_classes):
+    """Beats per class of the predicted class indices `pred` (the unreadable ones left out)."""
+    return np.bincount(pred[pred != UNREADABLE], minlength=n_classes).tolist()
 
 
 def _keep(heap, item, n):
@@ -249,7 +270,9 @@ def device_report(log, fs, classes, letters, summary, title, window_s, facts, st
         ["ECG length (s)", cell(run["seconds_of_ecg"], "run.seconds_of_ecg", 1)],
         ["beats per minute", cell(run["beats"] / minutes if minutes else None, None, 1)],
         ["processing time (s)", cell(run["processing_s"], "run.processing_s", 2)],
-        ["real-time factor (s of ECG per s)", cell(run["realtime_factor"], "run.realtime_factor", 1)]]))
+        ["real-time factor (s of ECG per s)", cell(run["realtime_factor"], "run.realtime_factor", 1)]] + (
+        [["unreadable beats (U, signal quality; in the strips, not in the class counts)",
+          cell(run["quality"]["beats_unreadable"], "run.quality.beats_unreadable")]] if "quality" in run else [])))
     body.append(table(["predicted class"] + ["{} ({})".format(c, l) if c != l else c
                                              for c, l in zip(classes, letters)],
                       [["beats"] + [cell(n, "class_counts.{}".format(c)) for c, n in zip(classes, counts)]]))

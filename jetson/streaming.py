@@ -5,6 +5,8 @@ the beats that became final; `push(last_chunk, final=True)` ends the signal. The
 the same engine given the whole signal as one chunk, so a stream and a batch run compute the
 same numbers (tests/test_device_*.py): every step is either a filter with bounded support
 (recomputed on a buffer that carries enough context: exact) or a state machine fed in time order.
+With `overlap` (overlap.py) the images and the model run in a second process and the beats leave
+a few pushes later, with the same labels.
 
 Steps, all at the model's rate (the operator file's fs, 360 Hz):
   resample (Resampler: scipy's resample_poly, polyphase, chunked exactly)
@@ -21,16 +23,13 @@ Steps, all at the model's rate (the operator file's fs, 360 Hz):
 A beat is classified once its window is complete and the next beat is known (or the signal has
 ended); all sample numbers given out are the input's own.
 """
-from concurrent.futures import ThreadPoolExecutor
-from fractions import Fraction
-
 import numpy as np
 from scipy.ndimage import median_filter
 
 from . import qrs, scalograms
 from .common import DeviceError
 from .morphology import MorphologyTracker
-from .resample import Resampler, rate_ratio  # noqa: F401 (rate_ratio: the engine's public names)
+from .resample import Resampler
 from .rr_features import LOCAL_BEATS, PATIENT_WINDOW_S, rr_features
 
 NORMALISATIONS = ("record", "running")

@@ -236,6 +236,31 @@ def test_quality_column_and_u_labels_end_to_end(noisy_record, tmp_path):
     assert "unreadable" in run.stdout and "left out of the classification scores" in run.stdout
 
 
+def test_a_report_shows_the_unreadable_beats(noisy_record, tmp_path):
+    """--quality with --report and --plot: U beats in the strips and counted on the page, the
+    gallery's beats and labels those of the CSV (the log stays in step with the gate)."""
+    pytest.importorskip("matplotlib")
+    from test_report import assert_self_contained, page_of
+
+    out, rep = tmp_path / "q.csv", tmp_path / "rep"
+    run = infer(*ort("--record", noisy_record, "--score", "--quality", "--holter", "--plot", "--report", rep,
+                     "--low-confidence", "0.9", "--out", out))
+    assert run.returncode == 0, run.stderr
+    got = rows(out)
+    numbers = page_of(rep).numbers
+    assert int(numbers["run.quality.beats_unreadable"]) == sum(r["predicted"] == "U" for r in got) > 0
+    counts = {k.split(".")[1]: int(v) for k, v in numbers.items() if k.startswith("class_counts.")}
+    assert sum(counts.values()) == sum(r["predicted"] != "U" for r in got)
+    assert_self_contained(rep) and sorted((tmp_path / "q_strips").glob("*.png"))
+    by_sample = {int(r["sample"]): r for r in got}
+    html = (rep / "index.html").read_text()
+    shown = sorted(p.stem.split("_")[1] for p in (rep / "beats").glob("*.png"))
+    assert shown
+    for s in shown:
+        r = by_sample[int(s)]
+        assert r["predicted"] != "U" and "(sample {}): predicted".format(int(s)) in html
+
+
 def test_stream_equals_batch_with_quality(noisy_record, tmp_path):
     batch, stream = tmp_path / "batch.csv", tmp_path / "stream.csv"
     assert infer(*ort("--record", noisy_record, "--normalise", "running", "--quality", "--out", batch)).returncode == 0
@@ -287,7 +312,6 @@ def test_noise_alone_is_refused_with_quality(tmp_path):
     (["--quality-template", "0.5"], "add --quality"),
     (["--quality", "--quality-agreement", "1.5"], "from 0 to 1"),
     (["--quality", "--quality-kurtosis", "-1"], "0 or more"),
-    (["--quality", "--plot"], "does not go with --plot"),
 ])
 def test_bad_quality_flags_are_refused_before_any_work(tmp_path, args, needle):
     p = tmp_path / "x.csv"

@@ -107,6 +107,31 @@ def gallery_entries(folder):
     return {Path(link).name: Path(link).parent.name for link in page_of(folder).links if link.startswith("images/")}
 
 
+def test_each_logged_beat_keeps_its_own_image_across_calls_and_unreadable_beats():
+    """The log pairs each labelled beat with the image the classifier saw for it, in order, also
+    when the quality gate holds beats back across calls and marks some U (they take their image
+    and drop it: a misalignment would put another beat's scalogram in the gallery)."""
+    from jetson.long_log import LongBeatLog
+
+    for log in (report.BeatLog(per_pair=8, low_confidence=0.6), LongBeatLog(360.0)):
+        classify = log.wrap(lambda u8, rr: (np.zeros(len(u8), int), np.full(len(u8), 0.5)))
+        images = [np.full((2, 100, 100), k, np.uint8) for k in range(6)]   # beat and template channel
+        classify(np.stack(images[:2]), None)
+        classify(np.stack(images[2:5]), None)
+        log.unreadable(10, "N")
+        log.beat(20, 0, 0.5)            # low confidence: offered to the gallery with its image
+        classify(np.stack(images[5:]), None)
+        log.unreadable(30)
+        log.beat(40, 1, 0.5)
+        log.beat(50, 0, 0.5)
+        log.beat(60, 2, 0.5)
+        kept = {-n: img[0, 0] for _, n, img in log.low}
+        assert kept == {1: 1, 3: 3, 4: 4, 5: 5} and not log.images
+        assert log.class_counts(3) == [2, 1, 1] and log.n_unreadable == 2
+        beats = log.beats()
+        assert list(beats["pred"]) == [-1, 0, -1, 1, 0, 2] and not any(beats["wrong"])
+
+
 def test_error_gallery_lists_exactly_the_misclassified_images(tmp_path):
     root = fake_scalograms(tmp_path / "test", per_class={"0": 8, "1": 6, "2": 4})
     paths = [p for c in ("0", "1", "2") for p in sorted((root / c).glob("*.png"))]
