@@ -232,7 +232,7 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
               "beats_from": opts.beats}
     if opts.stream:
         report["latency"] = clock.latency(sig.fs)
-        report["overlap"] = overlap is not None
+        report["overlap"] = overlap is not None and overlap.sent > 0   # the model process labelled beats
     if gate:
         report["quality"] = gate.report(ref is not None)
     return (ref.detection() if ref else None), (ref.confusion if ref else None), report

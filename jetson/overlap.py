@@ -9,9 +9,11 @@ cannot: the engine holds the GIL almost all the time, so a thread waits for it a
 (measured here: the scalograms of a beat 35 ms instead of 0.3 ms). So the scalograms and the
 model run in a child process (ModelProcess); the engine sends each push's windows and features
 and goes on with the next push; the labels come back in order (Pipeline) and leave with the
-first push after they are done (all of them with the final push). The CSV is the same as
-without it, byte for byte; what changes is when a beat leaves the engine (a few chunks later
-at most: MAX_PENDING).
+first push after they are done (all of them with the final push). The child starts beside the
+engine (~0.9 s to import numpy, OpenCV and ONNX Runtime and load the model, on the other core);
+until it is up the engine labels the beats itself, so a short input loses nothing. The CSV is
+the same as without it, byte for byte; what changes is when a beat leaves the engine (a few
+chunks later, at most MAX_PENDING jobs).
 
 Only for ONNX Runtime (TensorRT's CUDA context belongs to the process and thread that made it)
 and only for a stream replayed at full speed (--stream without --realtime): paced at real time
@@ -23,7 +25,7 @@ from collections import deque
 from .common import DeviceError
 from .streaming import labelled
 
-MAX_PENDING = 64   # jobs the model process may be behind (~1 min of ECG, ~0.3 MB): bounds memory and delay
+MAX_PENDING = 16   # jobs the model process may be behind (~15 s of ECG): bounds the memory and the delay
 
 
 def serve(conn, onnx, with_template, batch):
@@ -118,9 +120,17 @@ class ModelProcess(object):
             if kind == "ok":
                 return value
 
+    def accepting(self):
+        """Is the child up (without waiting)? Until it is, the engine labels beats itself."""
+        if not self.up and self.conn.poll():
+            self._recv()   # "ready" (or an error)
+        return self.up
+
     def close(self):
         if self.proc is None:
             return
+        if not self.up:   # still starting (a short input): nothing to finish
+            self.proc.terminate()
         try:
             self.conn.send(None)
         except (OSError, ValueError):
@@ -138,14 +148,20 @@ class Pipeline(object):
 
     def __init__(self, model):
         self.model, self.pending, self.jobs = model, deque(), 0
+        self.sent = 0   # jobs the model process took (0: it never came up in time)
+
+    def accepting(self):
+        return self.model.accepting()
 
     def put(self, found, job):
-        """found: the engine's beat tuples; job: (beat numbers, windows, features) or None."""
+        """found: the engine's beat tuples; job: (beat numbers, windows, features) for the model
+        process, or None (the beats are labelled already, or have no label)."""
         if job is not None:
             numbers, windows, feats = job
             self.model.submit(windows, feats, len(numbers))
             self.pending.append((found, numbers))
             self.jobs += 1
+            self.sent += 1
         elif found:
             self.pending.append((found, None))
 

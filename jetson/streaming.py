@@ -307,7 +307,10 @@ class BeatEngine(object):
         self._trim()
         if self.overlap is None:
             return self._label(found, job)
-        self.overlap.put(found, job)   # labelled in the model process while the next pushes go on
+        if job is not None and self.overlap.accepting():
+            self.overlap.put(found, job)   # labelled in the model process while the next pushes go on
+        else:                              # labelled here (the model process is not up yet), in order
+            self.overlap.put(self._label(found, job), None)
         return self.overlap.take(final)
 
     @property

@@ -92,3 +92,55 @@ def test_a_model_process_that_dies_is_one_error_not_a_hang():
             pipe.take()
         pipe.take(final=True)
     pipe.close()
+
+
+class LateModel(object):
+    """A stand-in model process that comes up after `late` pushes and answers in order, in this
+    process (the engine's own images and classifier)."""
+
+    def __init__(self, engine_label, late):
+        self.label, self.late, self.calls, self.queue = engine_label, late, 0, []
+
+    def accepting(self):
+        self.calls += 1
+        return self.calls > self.late
+
+    def submit(self, windows, feats, n):
+        self.queue.append((windows, feats, n))
+
+    def poll(self):
+        return bool(self.queue) and self.calls % 3 == 0   # results come back now and then
+
+    def receive(self):
+        windows, feats, n = self.queue.pop(0)
+        return self.label(windows, feats, n)
+
+    def close(self):
+        pass
+
+
+def test_beats_labelled_before_the_model_process_is_up_keep_their_place(mitdb):
+    """Until the model process is up the engine labels the beats itself; those and the ones sent
+    later leave in time order with the labels of a run without it (the same tuples)."""
+    import wfdb
+
+    from jetson import runners, streaming
+
+    op = scalograms.load_operator(str(AAMI / "cwt_operator.npz"))
+    run = runners.OrtRunner(str(AAMI / "ecg_model_float.onnx"), threads=1)
+    classify = runners.softmax_classifier(run, 64)
+    x = wfdb.rdrecord(str(mitdb / "208"), channels=[0], sampto=120 * 360).p_signal[:, 0]
+
+    def beats(overlap):
+        e = streaming.BeatEngine(op, 360.0, classify, overlap=overlap, template_channel=True)
+        out = []
+        for i in range(0, len(x), 90):
+            out += e.push(x[i:i + 90], final=i + 90 >= len(x))
+        return out
+
+    label = lambda w, f, n: classify(scalograms.beat_images(w, op, n, True), f)  # noqa: E731
+    late = LateModel(label, 150)
+    pipe = overlap.Pipeline(late)
+    got = beats(pipe)
+    assert got == beats(None) and len(got) > 200
+    assert 0 < pipe.sent < len(got) and not pipe.pending
