@@ -23,6 +23,8 @@ import multiprocessing
 from collections import deque
 
 from .common import DeviceError
+from .runners import OrtRunner, softmax_classifier
+from .scalograms import beat_images, kernels_of
 from .streaming import labelled
 
 MAX_PENDING = 16   # jobs the model process may be behind (~15 s of ECG): bounds the memory and the delay
@@ -32,13 +34,11 @@ def serve(conn, onnx, with_template, batch):
     """The child: take the CWT operator's kernels, load the model, then answer (windows,
     features, n) with (labels, confidences) until None. Errors go back as text."""
     try:
-        from .runners import OrtRunner, softmax_classifier
-        from .scalograms import beat_images
         conn.send(("ready", None))
         kernels, image_size = conn.recv()
         op = {"operator_kernels": kernels, "image_size": image_size}
         classify = softmax_classifier(OrtRunner(onnx, threads=1), batch)
-    except Exception as e:   # DeviceError or an import error: the parent reports it
+    except Exception as e:   # DeviceError (or onnxruntime missing): the parent reports it
         conn.send(("error", str(e)))
         return
     while True:
@@ -58,7 +58,6 @@ class ModelProcess(object):
     """The child process of `serve`, started with the model (an ONNX file) and the CWT operator."""
 
     def __init__(self, onnx, op, with_template, batch):
-        from .scalograms import kernels_of
         ctx = multiprocessing.get_context("spawn")   # a fresh interpreter: no inherited threads or CUDA
         self.conn, child = ctx.Pipe()
         # small arguments only: multiprocessing writes them to the child before it runs, and would
