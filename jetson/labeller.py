@@ -23,8 +23,8 @@ class LabelOptions(object):
     def __init__(self, beats="detect", normalise=None, stream=False, batch=64, block_s=300.0, detector=None,
                  quality=False, thresholds=None, overlap=False):
         self.beats, self.stream, self.batch = beats, bool(stream), int(batch)
-        # a stream replayed at full speed (not --realtime): the model a push behind, in a second
-        # thread (streaming.BeatEngine overlap); the same labels, each out one chunk later
+        # a stream replayed at full speed (not --realtime): the scalograms and the model in a second
+        # process (overlap.py); the same labels, each out a few chunks later
         self.overlap = bool(overlap)
         self.detector = detector   # qrs.Settings (None: the defaults)
         # batch mode works through the signal in blocks of block_s seconds (0: all at once): memory
@@ -175,7 +175,7 @@ def label_signal(run, op, sig, chunks, opts, out_csv, score=False, log=None, hol
     t0 = time.perf_counter()
     norm = record_norm(op, sig, given, keep, block, opts.detector) if block and opts.normalise == "record" else None
     options = engine_options(run)
-    # overlap.py: ONNX Runtime only; the log keeps the images of the classifier's last call
+    # overlap.py: ONNX Runtime only; not with a log, which takes the images from this process's classifier
     overlap = None
     if opts.overlap and chunks is not None and log is None and getattr(run, "onnx_path", None):
         overlap = Pipeline(ModelProcess(run.onnx_path, op, options["template_channel"], opts.batch))
