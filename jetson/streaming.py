@@ -135,8 +135,9 @@ class BeatEngine(object):
             init = int(qrs.INIT_S * self.fs)
             if not self.final and self.n < init + self.m_feat:
                 return
-            _, _, mwi = qrs.features(self.y[:min(self.n, init + self.m_feat)], self.fs)
-            self.decider = qrs.Decider(self.fs, qrs.seed_heights(mwi[:min(self.n, init)], self.fs), self.detector)
+            # the seed heights from the MWI the feature stream has (exact there; nothing trimmed yet)
+            mwi = self.features.mwi[:min(self.n, init)]
+            self.decider = qrs.Decider(self.fs, qrs.seed_heights(mwi, self.fs), self.detector)
         if end > self.c_end:
             # the candidates of [c_end, end) from the features around them (exact there: end lags
             # the features by the candidate radius and the QRS position window)
